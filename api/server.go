@@ -1,0 +1,138 @@
+// Package api is the thin HTTP layer: Gin routes (all in routes.go), handlers
+// that validate, authorize, write what must be durable and enqueue work
+// through the outbox, and the middleware every production API needs. It does
+// no heavy work in a request.
+package api
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-contrib/cors"
+	"github.com/gin-contrib/gzip"
+	"github.com/gin-gonic/gin"
+
+	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
+)
+
+// Config is what the API takes from the platform's configuration.
+type Config struct {
+	Env            string // development or production
+	Version        string
+	Role           string
+	CORSOrigins    []string
+	TrustedProxies []string
+	MaxBodyBytes   int64
+	DataDir        string
+	// DiskMinFreeBytes is the free space under which /health/disk is 503.
+	DiskMinFreeBytes uint64
+	// JWT settings for access tokens.
+	JWTSecret   string
+	JWTIssuer   string
+	JWTAudience string
+	JWTTTL      time.Duration
+	// Components says what backs each dependency (database: sqlite|postgres,
+	// redis: embedded|external, blob: local|s3).
+	Components map[string]string
+}
+
+// Publisher relays committed outbox messages to the queue.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...tasks.Message)
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Log     *slog.Logger
+	DB      *store.DB
+	DBStats func() sql.DBStats
+	Redis   Pinger
+	Queues  QueueInspector
+	Relay   Publisher
+	// Dashboard, when set, is served under /monitoring (the "all" role).
+	Dashboard http.Handler
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	deps     Deps
+	engine   *gin.Engine
+	tokens   *Tokens
+	started  time.Time
+	draining atomic.Bool
+}
+
+// NewServer builds the API with every route of routes.go.
+func NewServer(cfg Config, deps Deps) (*Server, error) {
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	// Gin's debug mode only prints routes and warnings; our own logs say
+	// what matters, in both environments.
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
+		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	// nil trusts no proxy: the client IP is the peer's address unless it is
+	// a configured proxy.
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, portal.WrapError(portal.EINVALID, err, "TRUSTED_PROXIES: %v", err)
+	}
+	r.Use(recoveryMiddleware(deps.Log), requestIDMiddleware(deps.Log),
+		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}))
+	if len(cfg.CORSOrigins) > 0 {
+		r.Use(cors.New(cors.Config{
+			AllowOrigins:     cfg.CORSOrigins,
+			AllowMethods:     []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"},
+			AllowHeaders:     []string{"Authorization", "Content-Type", HeaderRequestID, "Idempotency-Key"},
+			ExposeHeaders:    []string{HeaderRequestID, "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"},
+			AllowCredentials: false,
+			MaxAge:           12 * time.Hour,
+		}))
+	}
+	r.Use(gzip.Gzip(gzip.DefaultCompression, gzip.WithExcludedPathsRegexs([]string{`^/webhooks/`, `^/metrics`, `^/blobs/`})))
+	r.NoRoute(securityHeaders(cspAPI, false), func(c *gin.Context) {
+		renderError(c, portal.Errorf(portal.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(securityHeaders(cspAPI, false), func(c *gin.Context) {
+		renderError(c, portal.Errorf("method_not_allowed", "method %s not allowed here", c.Request.Method))
+	})
+	s.routes(r)
+	s.engine = r
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Routes lists the registered routes (method and path template).
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
+// Drain makes readiness fail so load balancers stop sending traffic before
+// the server shuts down.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE, "%s", msg) }
+
+func notImplemented(c *gin.Context) {
+	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
+}
+
+// isUnavailable reports whether err means a dependency is down.
+func isUnavailable(err error) bool {
+	return portal.ErrorCode(err) == portal.EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/go-playground/validator/v10"
+	"github.com/hibiken/asynq"
+)
+
+// Config is every setting of the platform, parsed from the environment once
+// at start-up. Fields tagged secret:"true" never reach a log.
+type Config struct {
+	AppEnv    string `env:"APP_ENV" envDefault:"development" validate:"oneof=development production"`
+	Version   string `env:"-"`
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"required,hostname_port|startswith=:"`
+	PublicURL string `env:"PUBLIC_BASE_URL" validate:"omitempty,url"`
+
+	// DashboardAddr is where the dashboard role listens when run alone.
+	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081"`
+	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
+	MetricsAddr string `env:"METRICS_ADDR"`
+
+	DataDir        string `env:"DATA_DIR" envDefault:"./data" validate:"required"`
+	DatabaseURL    string `env:"DATABASE_URL" secret:"url" validate:"omitempty,postgresurl"`
+	DBMaxOpenConns int    `env:"DB_MAX_OPEN_CONNS" envDefault:"20" validate:"min=1,max=1000"`
+	MigrateOnStart bool   `env:"MIGRATE_ON_START" envDefault:"true"`
+
+	RedisURL string `env:"REDIS_URL" secret:"url" validate:"omitempty,redisurl"`
+
+	JWTSecret   string        `env:"JWT_SECRET" secret:"true"`
+	JWTIssuer   string        `env:"JWT_ISSUER" envDefault:"rentalportal"`
+	JWTAudience string        `env:"JWT_AUDIENCE" envDefault:"rentalportal-api"`
+	JWTTTL      time.Duration `env:"JWT_TTL" envDefault:"15m" validate:"min=1m,max=24h"`
+
+	StripeSecretKey     string        `env:"STRIPE_SECRET_KEY" secret:"true"`
+	StripeWebhookSecret []string      `env:"STRIPE_WEBHOOK_SECRET" secret:"true"`
+	StripeAPIBase       string        `env:"STRIPE_API_BASE" validate:"omitempty,url"`
+	StripeLivemode      bool          `env:"STRIPE_LIVEMODE" envDefault:"false"`
+	StripeTimeout       time.Duration `env:"STRIPE_TIMEOUT" envDefault:"3s" validate:"min=100ms,max=1m"`
+	WebhookTolerance    time.Duration `env:"STRIPE_WEBHOOK_TOLERANCE" envDefault:"300s" validate:"min=1s,max=1h"`
+
+	S3Bucket         string `env:"S3_BUCKET"`
+	S3Region         string `env:"S3_REGION" envDefault:"us-east-1"`
+	S3Endpoint       string `env:"S3_ENDPOINT" validate:"omitempty,url"`
+	S3ForcePathStyle bool   `env:"S3_FORCE_PATH_STYLE" envDefault:"false"`
+	S3AccessKey      string `env:"S3_ACCESS_KEY_ID" secret:"true"`
+	S3SecretKey      string `env:"S3_SECRET_ACCESS_KEY" secret:"true"`
+	S3SSE            string `env:"S3_SSE" validate:"omitempty,oneof=AES256 aws:kms"`
+	CDNBaseURL       string `env:"CDN_BASE_URL" validate:"omitempty,url"`
+	BlobSigningKey   string `env:"BLOB_SIGNING_KEY" secret:"true"`
+
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" validate:"oneof=debug info warn error"`
+	LogFormat string `env:"LOG_FORMAT" validate:"omitempty,oneof=json text"`
+	LogFile   string `env:"LOG_FILE"`
+
+	CORSAllowedOrigins []string      `env:"CORS_ALLOWED_ORIGINS"`
+	TrustedProxies     []string      `env:"TRUSTED_PROXIES"`
+	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" envDefault:"1048576" validate:"min=1024"`
+	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s" validate:"min=1s,max=10m"`
+	DiskMinFreeMB      int64         `env:"HEALTH_DISK_MIN_FREE_MB" envDefault:"512" validate:"min=0"`
+
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"20" validate:"min=1,max=1000"`
+	TaskCheckInterval time.Duration `env:"WORKER_TASK_CHECK_INTERVAL" envDefault:"10ms" validate:"min=1ms,max=10s"`
+	SchedulerEnabled  bool          `env:"SCHEDULER_ENABLED" envDefault:"true"`
+
+	// Relay settings: how long an unsent outbox row waits before the sweeper
+	// relays it (the API relays right after commit, so this only catches crashes).
+	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+}
+
+// embedded reports which parts run on the embedded defaults.
+func (c *Config) embeddedDB() bool    { return c.DatabaseURL == "" }
+func (c *Config) embeddedRedis() bool { return c.RedisURL == "" }
+func (c *Config) localBlobs() bool    { return c.S3Bucket == "" }
+func (c *Config) production() bool    { return c.AppEnv == "production" }
+
+// loadConfig parses and validates the configuration from getenv. An error
+// names every variable at fault.
+func loadConfig(getenv func(string) string) (*Config, error) {
+	var cfg Config
+	params, err := env.GetFieldParams(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	environ := map[string]string{}
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			environ[p.Key] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
+		return nil, configParseError(err, params)
+	}
+	for i, s := range cfg.StripeWebhookSecret {
+		cfg.StripeWebhookSecret[i] = strings.TrimSpace(s)
+	}
+	if cfg.LogFormat == "" {
+		cfg.LogFormat = "text"
+		if cfg.production() {
+			cfg.LogFormat = "json"
+		}
+	}
+	if err := validateConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.BlobSigningKey == "" {
+		cfg.BlobSigningKey = cfg.JWTSecret
+	}
+	return &cfg, nil
+}
+
+// configParseError rewrites the parser's errors to name environment
+// variables rather than Go fields.
+func configParseError(err error, params []env.FieldParams) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	fields := map[string]string{}
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		fields[t.Field(i).Name] = t.Field(i).Tag.Get("env")
+	}
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			msgs = append(msgs, fmt.Sprintf("%s: cannot parse as %s: %v", fields[pe.Name], pe.Type, errors.Unwrap(pe.Err)))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	_ = params
+	return fmt.Errorf("configuration: %s", strings.Join(msgs, "; "))
+}
+
+func validateConfig(cfg *Config) error {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string { return f.Tag.Get("env") })
+	_ = v.RegisterValidation("postgresurl", func(fl validator.FieldLevel) bool {
+		u, err := url.Parse(fl.Field().String())
+		return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host != ""
+	})
+	_ = v.RegisterValidation("redisurl", func(fl validator.FieldLevel) bool {
+		_, err := asynq.ParseRedisURI(fl.Field().String())
+		return err == nil
+	})
+	var msgs []string
+	if err := v.Struct(cfg); err != nil {
+		var ve validator.ValidationErrors
+		if !errors.As(err, &ve) {
+			return err
+		}
+		for _, fe := range ve {
+			msgs = append(msgs, fmt.Sprintf("%s: %s", fe.Field(), describeRule(fe)))
+		}
+	}
+	if cfg.production() {
+		if len(cfg.JWTSecret) < 32 {
+			msgs = append(msgs, "JWT_SECRET: production needs a secret of at least 32 characters")
+		}
+		if cfg.DatabaseURL == "" {
+			msgs = append(msgs, "DATABASE_URL: production needs PostgreSQL (the embedded SQLite is for development)")
+		}
+		if cfg.RedisURL == "" {
+			msgs = append(msgs, "REDIS_URL: production needs Redis (the embedded one keeps no tasks across restarts)")
+		}
+		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
+			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
+		}
+	}
+	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
+		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")
+	}
+	if len(msgs) > 0 {
+		sort.Strings(msgs)
+		return fmt.Errorf("configuration: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+func describeRule(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "oneof":
+		return fmt.Sprintf("must be one of %s, got %q", strings.ReplaceAll(fe.Param(), " ", ", "), fe.Value())
+	case "min":
+		return fmt.Sprintf("must be at least %s", fe.Param())
+	case "max":
+		return fmt.Sprintf("must be at most %s", fe.Param())
+	case "url":
+		return "must be an absolute URL"
+	case "postgresurl":
+		return "must be a postgres:// URL"
+	case "redisurl":
+		return "must be a Redis URI (redis://, rediss://, redis-socket:// or redis-sentinel://)"
+	case "required":
+		return "is required"
+	}
+	return fmt.Sprintf("fails rule %q", fe.Tag())
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+// LogValue implements slog.LogValuer: the configuration with secrets
+// replaced and URL passwords hidden, safe to log.
+func (c *Config) LogValue() slog.Value {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	var attrs []slog.Attr
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := f.Tag.Get("env")
+		if key == "" || key == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		switch f.Tag.Get("secret") {
+		case "true":
+			s := "<unset>"
+			if !fv.IsZero() {
+				s = "<redacted>"
+			}
+			attrs = append(attrs, slog.String(key, s))
+		case "url":
+			s := fv.String()
+			if s != "" {
+				if u, err := url.Parse(s); err == nil {
+					s = u.Redacted()
+				} else {
+					s = "<redacted>"
+				}
+			}
+			attrs = append(attrs, slog.String(key, s))
+		default:
+			attrs = append(attrs, slog.Any(key, fv.Interface()))
+		}
+	}
+	return slog.GroupValue(attrs...)
+}

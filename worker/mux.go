@@ -1,0 +1,35 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/rentalportal/portal/tasks"
+)
+
+// Mux binds every task type of the contract to its handler, behind the
+// middleware every task gets: identity in the logs, panic recovery, and
+// permanent errors skipping retries.
+func (w *Worker) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.Use(w.observe, w.recoverPanic, w.classify)
+
+	mux.HandleFunc(tasks.TypeImageThumbnail, notYet)
+	mux.HandleFunc(tasks.TypeStripeEvent, notYet)
+	mux.HandleFunc(tasks.TypeBookingExpire, notYet)
+	mux.HandleFunc(tasks.TypeBookingRefund, notYet)
+	mux.HandleFunc(tasks.TypePaymentIntent, notYet)
+	mux.HandleFunc(tasks.TypePaymentsReconcile, notYet)
+	mux.HandleFunc(tasks.TypeBookingsTick, notYet)
+	mux.HandleFunc(tasks.TypeMaintenanceSweep, w.sweep)
+	mux.HandleFunc(tasks.TypeMaintenanceCleanup, w.cleanup)
+	mux.HandleFunc(tasks.TypeNotifyEmail, notYet)
+	mux.HandleFunc(tasks.TypeNotifyInApp, notYet)
+	return mux
+}
+
+func notYet(_ context.Context, t *asynq.Task) error {
+	return fmt.Errorf("%s has no handler yet: %w", t.Type(), asynq.SkipRetry)
+}
