@@ -152,15 +152,15 @@ func (s *Server) healthMemory(c *gin.Context) {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	c.JSON(http.StatusOK, gin.H{
-		"status":        "up",
-		"heap_alloc":    m.HeapAlloc,
-		"heap_inuse":    m.HeapInuse,
-		"heap_objects":  m.HeapObjects,
-		"sys":           m.Sys,
-		"rss":           residentSetSize(),
-		"num_gc":        m.NumGC,
-		"goroutines":    runtime.NumGoroutine(),
-		"gomaxprocs":    runtime.GOMAXPROCS(0),
+		"status":         "up",
+		"heap_alloc":     m.HeapAlloc,
+		"heap_inuse":     m.HeapInuse,
+		"heap_objects":   m.HeapObjects,
+		"sys":            m.Sys,
+		"rss":            residentSetSize(),
+		"num_gc":         m.NumGC,
+		"goroutines":     runtime.NumGoroutine(),
+		"gomaxprocs":     runtime.GOMAXPROCS(0),
 		"pause_total_ms": float64(m.PauseTotalNs) / 1e6,
 	})
 }

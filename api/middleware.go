@@ -123,15 +123,15 @@ const (
 // TLS-terminating proxy), nosniff, frame deny and the referrer policy.
 func securityHeaders(csp string, development bool) gin.HandlerFunc {
 	s := secure.New(secure.Options{
-		ContentSecurityPolicy: csp,
-		FrameDeny:             true,
-		ContentTypeNosniff:    true,
-		ReferrerPolicy:        "strict-origin-when-cross-origin",
-		STSSeconds:            31536000,
-		STSIncludeSubdomains:  true,
-		SSLProxyHeaders:       map[string]string{"X-Forwarded-Proto": "https"},
+		ContentSecurityPolicy:   csp,
+		FrameDeny:               true,
+		ContentTypeNosniff:      true,
+		ReferrerPolicy:          "strict-origin-when-cross-origin",
+		STSSeconds:              31536000,
+		STSIncludeSubdomains:    true,
+		SSLProxyHeaders:         map[string]string{"X-Forwarded-Proto": "https"},
 		CrossOriginOpenerPolicy: "same-origin",
-		IsDevelopment:         false,
+		IsDevelopment:           false,
 	})
 	_ = development
 	return func(c *gin.Context) {

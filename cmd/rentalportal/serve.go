@@ -339,7 +339,7 @@ func printBanner(w io.Writer, cfg *Config, role string, links []string, took tim
 		}
 	}
 	if cfg.embeddedRedis() {
-		fmt.Fprintf(&b, "  Redis:      EMBEDDED in-process Redis (miniredis): queued tasks are LOST when this process stops;\n" +
+		fmt.Fprintf(&b, "  Redis:      EMBEDDED in-process Redis (miniredis): queued tasks are LOST when this process stops;\n"+
 			"              the sweeper re-derives outstanding work from the database. Set REDIS_URL for a real Redis.\n")
 	} else {
 		fmt.Fprintf(&b, "  Redis:      %s\n", store.RedactURL(cfg.RedisURL))
