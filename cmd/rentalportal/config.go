@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,13 +24,13 @@ import (
 type Config struct {
 	AppEnv    string `env:"APP_ENV" envDefault:"development" validate:"oneof=development production"`
 	Version   string `env:"-"`
-	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"required,hostname_port|startswith=:"`
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"listenaddr"`
 	PublicURL string `env:"PUBLIC_BASE_URL" validate:"omitempty,url"`
 
 	// DashboardAddr is where the dashboard role listens when run alone.
-	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081"`
+	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081" validate:"listenaddr"`
 	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
-	MetricsAddr string `env:"METRICS_ADDR"`
+	MetricsAddr string `env:"METRICS_ADDR" validate:"omitempty,listenaddr"`
 
 	DataDir        string `env:"DATA_DIR" envDefault:"./data" validate:"required"`
 	DatabaseURL    string `env:"DATABASE_URL" secret:"url" validate:"omitempty,postgresurl"`
@@ -135,7 +137,7 @@ func configParseError(err error, params []env.FieldParams) error {
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			msgs = append(msgs, fmt.Sprintf("%s: cannot parse as %s: %v", fields[pe.Name], pe.Type, errors.Unwrap(pe.Err)))
+			msgs = append(msgs, fmt.Sprintf("%s: cannot parse as %s: %v", fields[pe.Name], pe.Type, pe.Err))
 			continue
 		}
 		msgs = append(msgs, e.Error())
@@ -150,6 +152,11 @@ func validateConfig(cfg *Config) error {
 	_ = v.RegisterValidation("postgresurl", func(fl validator.FieldLevel) bool {
 		u, err := url.Parse(fl.Field().String())
 		return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host != ""
+	})
+	_ = v.RegisterValidation("listenaddr", func(fl validator.FieldLevel) bool {
+		_, port, err := net.SplitHostPort(fl.Field().String())
+		n, perr := strconv.Atoi(port)
+		return err == nil && perr == nil && n >= 0 && n <= 65535
 	})
 	_ = v.RegisterValidation("redisurl", func(fl validator.FieldLevel) bool {
 		_, err := asynq.ParseRedisURI(fl.Field().String())
@@ -203,6 +210,8 @@ func describeRule(fe validator.FieldError) string {
 		return "must be a postgres:// URL"
 	case "redisurl":
 		return "must be a Redis URI (redis://, rediss://, redis-socket:// or redis-sentinel://)"
+	case "listenaddr":
+		return "must be a listen address host:port (e.g. :8080 or 127.0.0.1:8080)"
 	case "required":
 		return "is required"
 	}
