@@ -53,7 +53,7 @@ type Proc struct {
 	err    error
 }
 
-var urlLine = regexp.MustCompile(`^\s+(API|Dashboard):\s+(http://[^/\s]+)`)
+var urlLine = regexp.MustCompile(`^\s+(API|Dashboard|Probes):\s+(http://[^/\s]+)`)
 
 // Start runs `rentalportal <role>` with env (on top of a minimal
 // environment) and waits until it has printed its banner.
@@ -62,6 +62,9 @@ func Start(t testing.TB, role string, env map[string]string) *Proc {
 	cmd := exec.Command(binary, role)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HTTP_ADDR=127.0.0.1:0",
 		"DASHBOARD_ADDR=127.0.0.1:0", "DATA_DIR=" + t.TempDir(), "LOG_LEVEL=info"}
+	if role == "worker" || role == "scheduler" {
+		cmd.Env = append(cmd.Env, "METRICS_ADDR=127.0.0.1:0")
+	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

@@ -78,6 +78,24 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+
+	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
+	// by the entry's Env name.
+	CronBookingsTick       string `env:"CRON_BOOKINGS_TICK"`
+	CronMaintenanceSweep   string `env:"CRON_MAINTENANCE_SWEEP"`
+	CronPaymentsReconcile  string `env:"CRON_PAYMENTS_RECONCILE"`
+	CronMaintenanceCleanup string `env:"CRON_MAINTENANCE_CLEANUP"`
+}
+
+// cronOverrides returns the cron spec overrides by variable name.
+func (c *Config) cronOverrides() func(string) string {
+	m := map[string]string{
+		"CRON_BOOKINGS_TICK":       c.CronBookingsTick,
+		"CRON_MAINTENANCE_SWEEP":   c.CronMaintenanceSweep,
+		"CRON_PAYMENTS_RECONCILE":  c.CronPaymentsReconcile,
+		"CRON_MAINTENANCE_CLEANUP": c.CronMaintenanceCleanup,
+	}
+	return func(k string) string { return m[k] }
 }
 
 // embedded reports which parts run on the embedded defaults.

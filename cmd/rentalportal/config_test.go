@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rentalportal/portal/worker"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -100,5 +102,24 @@ func TestConfigLogValueRedactsSecrets(t *testing.T) {
 	}
 	if len(cfg.StripeWebhookSecret) != 2 {
 		t.Errorf("webhook secrets = %d, want 2 (comma-separated)", len(cfg.StripeWebhookSecret))
+	}
+}
+
+// TestCronOverridesCoverEverySchedulerEntry: each entry's Env variable is a
+// field of Config, so an override cannot be silently ignored.
+func TestCronOverridesCoverEverySchedulerEntry(t *testing.T) {
+	t.Parallel()
+	keys := configKeys()
+	for _, e := range worker.Schedule {
+		if !keys[e.Env] {
+			t.Errorf("cron entry %s: %s is not a Config variable", e.Type, e.Env)
+		}
+	}
+	cfg, err := loadConfig(envOf(map[string]string{"CRON_BOOKINGS_TICK": "*/5 * * * * *"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.cronOverrides()("CRON_BOOKINGS_TICK"); got != "*/5 * * * * *" {
+		t.Errorf("override = %q", got)
 	}
 }

@@ -28,6 +28,8 @@ Roles (each runs until SIGINT/SIGTERM, then shuts down gracefully):
 Tools:
   migrate          apply the embedded schema migrations and exit
   stripe-trigger   send a signed test Stripe event to a running API
+  healthcheck      exit 0 if a readiness probe answers 200 (for container
+                   health checks; default: this machine's API)
   version          print the version
 
 Configuration comes from the environment; see .env.example.
@@ -52,10 +54,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, getenv, stdout, stderr)
 	case "stripe-trigger":
 		return runStripeTrigger(ctx, rest, getenv, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, getenv, stdout)
 	case roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard:
 		return serve(ctx, cmd, getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q (one of: %s)", cmd, strings.Join(
-		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "version"}, ", "))
+		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "healthcheck", "version"}, ", "))
 }

@@ -139,7 +139,8 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		mux := http.NewServeMux()
 		mux.Handle(web.RootPath+"/", dashboard)
 		mux.Handle(web.RootPath, dashboard)
-		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, mux, cfg.ShutdownTimeout, nil) })
+		h := probeHandler(map[string]func(context.Context) error{"redis": redisPinger{p.redis}.Ping, "database": p.db.Ping}, mux)
+		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, h, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
 		w := worker.New(worker.Config{
@@ -151,13 +152,33 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 	}
 	if runScheduler {
-		s, err := worker.NewScheduler(worker.Schedule, getenv, p.client, log)
+		s, err := worker.NewScheduler(worker.Schedule, cfg.cronOverrides(), p.client, log)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return s.Run(gctx) })
 	}
 
+	if !runAPI && role != roleDashboard {
+		// Worker and scheduler have no HTTP server: give them one for
+		// probes (and metrics) so orchestrators can check them.
+		addr := cfg.MetricsAddr
+		if addr == "" {
+			addr = defaultProbeAddr
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
+		}
+		deps := map[string]func(context.Context) error{"redis": redisPinger{p.redis}.Ping}
+		if p.db != nil {
+			deps["database"] = p.db.Ping
+		}
+		links = append(links, "Probes:     "+baseURL(ln.Addr(), addr)+"/health/readiness")
+		g.Go(func() error {
+			return serveHTTP(gctx, log, "probes", ln, probeHandler(deps, nil), cfg.ShutdownTimeout, nil)
+		})
+	}
 	printBanner(stdout, cfg, role, links, time.Since(started))
 	log.Info("started", "role", role, "version", version, "startup_ms", time.Since(started).Milliseconds())
 	err = g.Wait()
