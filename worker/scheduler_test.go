@@ -26,7 +26,9 @@ func TestSchedulerReplicasEnqueueOncePerTick(t *testing.T) {
 		{Type: tasks.TypeBookingsTick, Spec: "* * * * *", Env: "T_TICK"},
 		{Type: tasks.TypeMaintenanceSweep, Spec: "* * * * *", Env: "T_SWEEP"},
 	}
-	every := func(k string) string { return map[string]string{"T_TICK": "* * * * * *", "T_SWEEP": "*/2 * * * * *"}[k] }
+	every := func(k string) string {
+		return map[string]string{"T_TICK": "* * * * * *", "T_SWEEP": "*/2 * * * * *"}[k]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	start := time.Now()
