@@ -47,7 +47,7 @@ func TestAllOnEmbeddedDefaults(t *testing.T) {
 			t.Errorf("%s = %d", path, code)
 		}
 	}
-	err, took := p.Stop(10 * time.Second)
+	took, err := p.Stop(10 * time.Second)
 	if err != nil {
 		t.Fatalf("SIGTERM: exit %v after %s\n%s", err, took, p.Stderr())
 	}
@@ -111,7 +111,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	startRedis(t, port)
 	took = p.WaitStatus("/health/readiness", 200, 15*time.Second)
 	t.Logf("readiness 200 %s after Redis restarted", took)
-	if err, _ := p.Stop(10 * time.Second); err != nil {
+	if _, err := p.Stop(10 * time.Second); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 }

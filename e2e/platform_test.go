@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -141,16 +140,16 @@ func (p *Proc) Stdout() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stdo
 func (p *Proc) Stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
 
 // Stop sends SIGTERM and returns the exit error and how long it took.
-func (p *Proc) Stop(timeout time.Duration) (error, time.Duration) {
+func (p *Proc) Stop(timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return p.err, time.Since(start)
+		return time.Since(start), p.err
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("did not exit within %s", timeout), time.Since(start)
+		return time.Since(start), fmt.Errorf("did not exit within %s", timeout)
 	}
 }
 
@@ -196,10 +195,4 @@ func (p *Proc) WaitStatus(path string, want int, timeout time.Duration) time.Dur
 	}
 	p.t.Fatalf("%s never answered %d within %s (last %d)", path, want, timeout, last)
 	return 0
-}
-
-func ctxTimeout(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
