@@ -79,6 +79,7 @@ func run(ctx context.Context, only string, quick bool) error {
 	}
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", env.Binary, "./cmd/rentalportal")
 	build.Stderr = os.Stderr
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` and the Docker image
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
