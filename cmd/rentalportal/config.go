@@ -76,6 +76,14 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+
+	// Accounts: the bcrypt cost of password hashes (production needs >= 10).
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"12" validate:"min=4,max=31"`
+	// Bookings: how long a new booking waits for its payment before it
+	// expires, its longest stay in nights, and how far ahead it may start.
+	BookingPaymentTTL     time.Duration `env:"BOOKING_PAYMENT_TTL" envDefault:"30m" validate:"min=1s,max=24h"`
+	BookingMaxNights      int           `env:"BOOKING_MAX_NIGHTS" envDefault:"90" validate:"min=1,max=3650"`
+	BookingMaxAdvanceDays int           `env:"BOOKING_MAX_ADVANCE_DAYS" envDefault:"365" validate:"min=1,max=3650"`
 }
 
 // embedded reports which parts run on the embedded defaults.
@@ -174,6 +182,9 @@ func validateConfig(cfg *Config) error {
 		}
 		if cfg.RedisURL == "" {
 			msgs = append(msgs, "REDIS_URL: production needs Redis (the embedded one keeps no tasks across restarts)")
+		}
+		if cfg.BcryptCost < 10 {
+			msgs = append(msgs, "BCRYPT_COST: production needs a cost of at least 10")
 		}
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")

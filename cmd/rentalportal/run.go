@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -27,6 +28,8 @@ Roles (each runs until SIGINT/SIGTERM, then shuts down gracefully):
 
 Tools:
   migrate          apply the embedded schema migrations and exit
+  admin            manage administrators: "admin create --email E --name N"
+                   (password on stdin or from --password-env VAR), "admin promote --email E"
   stripe-trigger   send a signed test Stripe event to a running API
   version          print the version
 
@@ -52,10 +55,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, getenv, stdout, stderr)
 	case "stripe-trigger":
 		return runStripeTrigger(ctx, rest, getenv, stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard:
 		return serve(ctx, cmd, getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q (one of: %s)", cmd, strings.Join(
-		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "version"}, ", "))
+		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "admin", "version"}, ", "))
 }
