@@ -42,6 +42,14 @@ type Config struct {
 	JWTAudience string        `env:"JWT_AUDIENCE" envDefault:"rentalportal-api"`
 	JWTTTL      time.Duration `env:"JWT_TTL" envDefault:"15m" validate:"min=1m,max=24h"`
 
+	// Accounts: the bcrypt cost of password hashes (production needs >= 10).
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"12" validate:"min=4,max=31"`
+	// Bookings: how long a new booking waits for its payment before it
+	// expires, its longest stay in nights, and how far ahead it may start.
+	BookingPaymentTTL     time.Duration `env:"BOOKING_PAYMENT_TTL" envDefault:"30m" validate:"min=1s,max=24h"`
+	BookingMaxNights      int           `env:"BOOKING_MAX_NIGHTS" envDefault:"90" validate:"min=1,max=3650"`
+	BookingMaxAdvanceDays int           `env:"BOOKING_MAX_ADVANCE_DAYS" envDefault:"365" validate:"min=1,max=3650"`
+
 	StripeSecretKey     string        `env:"STRIPE_SECRET_KEY" secret:"true"`
 	StripeWebhookSecret []string      `env:"STRIPE_WEBHOOK_SECRET" secret:"true"`
 	StripeAPIBase       string        `env:"STRIPE_API_BASE" validate:"omitempty,url"`
@@ -76,14 +84,6 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
-
-	// Accounts: the bcrypt cost of password hashes (production needs >= 10).
-	BcryptCost int `env:"BCRYPT_COST" envDefault:"12" validate:"min=4,max=31"`
-	// Bookings: how long a new booking waits for its payment before it
-	// expires, its longest stay in nights, and how far ahead it may start.
-	BookingPaymentTTL     time.Duration `env:"BOOKING_PAYMENT_TTL" envDefault:"30m" validate:"min=1s,max=24h"`
-	BookingMaxNights      int           `env:"BOOKING_MAX_NIGHTS" envDefault:"90" validate:"min=1,max=3650"`
-	BookingMaxAdvanceDays int           `env:"BOOKING_MAX_ADVANCE_DAYS" envDefault:"365" validate:"min=1,max=3650"`
 }
 
 // embedded reports which parts run on the embedded defaults.

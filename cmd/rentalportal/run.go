@@ -27,9 +27,9 @@ Roles (each runs until SIGINT/SIGTERM, then shuts down gracefully):
   dashboard    Asynqmon at /monitoring behind operator auth (DASHBOARD_ADDR)
 
 Tools:
-  migrate          apply the embedded schema migrations and exit
   admin            manage administrators: "admin create --email E --name N"
                    (password on stdin or from --password-env VAR), "admin promote --email E"
+  migrate          apply the embedded schema migrations and exit
   stripe-trigger   send a signed test Stripe event to a running API
   version          print the version
 
@@ -51,16 +51,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version", "--version":
 		fmt.Fprintln(stdout, "rentalportal", version)
 		return nil
+	case "admin":
+		return runAdmin(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, getenv, stdout, stderr)
 	case "stripe-trigger":
 		return runStripeTrigger(ctx, rest, getenv, stdout, stderr)
-	case "admin":
-		return runAdmin(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard:
 		return serve(ctx, cmd, getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q (one of: %s)", cmd, strings.Join(
-		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "admin", "version"}, ", "))
+		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "version"}, ", "))
 }
