@@ -121,12 +121,20 @@ func (s *Server) createBooking(c *gin.Context) {
 // fills it in, a booking has no payment yet.
 func (s *Server) startPayment(_ context.Context, _ *store.Booking) *PaymentView { return nil }
 
+// publishTimeout bounds the relay's enqueue in a request: a slow or
+// unreachable Redis must not hold the answer, and the outbox row makes
+// giving up safe (the sweeper relays it).
+const publishTimeout = 2 * time.Second
+
 // publish hands committed outbox messages to the relay. A client that hangs
 // up must not cancel it, and a failure is left to the sweeper.
 func (s *Server) publish(ctx context.Context, msgs ...tasks.Message) {
-	if s.deps.Relay != nil {
-		s.deps.Relay.Publish(context.WithoutCancel(ctx), msgs...)
+	if s.deps.Relay == nil {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	s.deps.Relay.Publish(ctx, msgs...)
 }
 
 // bookingDates applies the date rules: the stay starts today (UTC) or later

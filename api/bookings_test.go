@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -150,6 +151,7 @@ func TestConcurrentBookings(t *testing.T) {
 			const n = 50
 			statuses := make([]int, n)
 			codes := make([]string, n)
+			errs := make([]error, n)
 			var wg sync.WaitGroup
 			start := make(chan struct{})
 			for i := 0; i < n; i++ {
@@ -158,15 +160,18 @@ func TestConcurrentBookings(t *testing.T) {
 					defer wg.Done()
 					<-start
 					s, e := rng(i)
-					r := a.do("POST", "/api/v1/bookings", renters[i%len(renters)].Token, bookingBody(l.ID, s, e))
-					statuses[i] = r.Status
-					if r.Status != http.StatusCreated {
-						codes[i] = r.errorBody(t).Code
+					r, err := a.try("POST", "/api/v1/bookings", renters[i%len(renters)].Token, "application/json", bookingBody(l.ID, s, e))
+					statuses[i], errs[i] = r.Status, err
+					var eb api.ErrorBody
+					if err == nil && r.Status != http.StatusCreated && json.Unmarshal(r.Body, &eb) == nil {
+						codes[i] = eb.Error.Code
 					}
 				}()
 			}
+			began := time.Now()
 			close(start)
 			wg.Wait()
+			t.Logf("%s: %d concurrent requests answered in %s", name, n, time.Since(began).Round(time.Millisecond))
 			created, overlap := 0, 0
 			for i := range statuses {
 				switch {
@@ -175,7 +180,7 @@ func TestConcurrentBookings(t *testing.T) {
 				case statuses[i] == http.StatusConflict && codes[i] == "booking_overlap":
 					overlap++
 				default:
-					t.Errorf("%s: request %d got %d %s", name, i, statuses[i], codes[i])
+					t.Errorf("%s: request %d got %d %s %v", name, i, statuses[i], codes[i], errs[i])
 				}
 			}
 			if created != 1 || overlap != n-1 {

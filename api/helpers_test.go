@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -94,6 +95,16 @@ func (a *testAPI) do(method, path, token string, body any) response {
 
 func (a *testAPI) doType(method, path, token, contentType string, body any) response {
 	a.t.Helper()
+	r, err := a.try(method, path, token, contentType, body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return r
+}
+
+// try is doType that returns transport errors instead of failing the test,
+// for goroutines (which must not call t.Fatal).
+func (a *testAPI) try(method, path, token, contentType string, body any) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -104,13 +115,13 @@ func (a *testAPI) doType(method, path, token, contentType string, body any) resp
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			a.t.Fatal(err)
+			return response{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, a.url+path, rd)
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", contentType)
@@ -120,14 +131,14 @@ func (a *testAPI) doType(method, path, token, contentType string, body any) resp
 	}
 	res, err := a.client.Do(req)
 	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return response{Status: res.StatusCode, Body: b, Header: res.Header}
+	return response{Status: res.StatusCode, Body: b, Header: res.Header}, nil
 }
 
 // expect fails the test unless r has the status.
