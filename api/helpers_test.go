@@ -25,7 +25,7 @@ import (
 // testAPI is the real API (Gin, JWT, validation, store, outbox relay to a
 // real Redis) behind a real HTTP server.
 type testAPI struct {
-	t         *testing.T
+	t         testing.TB
 	db        *store.DB
 	url       string
 	client    *http.Client
@@ -35,7 +35,7 @@ type testAPI struct {
 
 type option func(*api.Config, *api.Deps)
 
-func newTestAPI(t *testing.T, db *store.DB, opts ...option) *testAPI {
+func newTestAPI(t testing.TB, db *store.DB, opts ...option) *testAPI {
 	t.Helper()
 	r := testkit.RedisDB(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -71,7 +71,7 @@ type response struct {
 }
 
 // decode unmarshals the body into v.
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
@@ -79,7 +79,7 @@ func (r response) decode(t *testing.T, v any) {
 }
 
 // errorBody returns the body's error object.
-func (r response) errorBody(t *testing.T) api.ErrorObject {
+func (r response) errorBody(t testing.TB) api.ErrorObject {
 	t.Helper()
 	var e api.ErrorBody
 	r.decode(t, &e)
@@ -142,7 +142,7 @@ func (a *testAPI) try(method, path, token, contentType string, body any) (respon
 }
 
 // expect fails the test unless r has the status.
-func expect(t *testing.T, r response, status int) {
+func expect(t testing.TB, r response, status int) {
 	t.Helper()
 	if r.Status != status {
 		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)

@@ -72,24 +72,12 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 		b = &Booking{ID: nb.ID, ListingID: nb.ListingID, RenterID: nb.RenterID, OwnerID: l.OwnerID,
 			StartDate: nb.Start, EndDate: nb.End, Status: booking.PendingPayment, TotalAmount: total,
 			Currency: l.Currency, ExpiresAt: nb.ExpiresAt.UTC().Truncate(time.Microsecond), CreatedAt: now, UpdatedAt: now}
-		_, err = Exec(ctx, tx, `INSERT INTO bookings (id, listing_id, renter_id, owner_id, start_date, end_date, status,
-			total_amount, currency, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
-			b.TotalAmount, b.Currency, b.ExpiresAt, now, now)
-		if err != nil {
-			return fmt.Errorf("insert booking: %w", err)
-		}
 		h = HistoryEntry{ID: NewID(), BookingID: b.ID, ToStatus: string(b.Status), Cause: CauseCreated,
 			Source: nb.Source.Kind, SourceRef: nb.Source.Ref, CreatedAt: now}
 		if nb.Source.ActorID != "" {
 			h.ActorID = &nb.Source.ActorID
 		}
-		_, err = Exec(ctx, tx, `INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, now)
-		if err != nil {
-			return fmt.Errorf("booking %s history: %w", b.ID, err)
-		}
-		return AddOutbox(ctx, tx, nb.Outbox...)
+		return writeNewBooking(ctx, tx, db.Engine, b, &h, nb.Outbox)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -137,4 +125,36 @@ func humanStatus(s booking.Status) string {
 		return "pending payment"
 	}
 	return string(s)
+}
+
+const (
+	insertBookingSQL = `INSERT INTO bookings (id, listing_id, renter_id, owner_id, start_date, end_date, status,
+	total_amount, currency, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertHistorySQL = `INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref,
+	actor_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// writeNewBooking inserts a new booking, its first history row and its
+// outbox messages. On PostgreSQL, with one message (the API's case), the
+// three inserts are one statement of data-modifying CTEs: two round trips
+// fewer on the API's busiest write. Constraint errors are the same either way.
+func writeNewBooking(ctx context.Context, q Queryer, engine Engine, b *Booking, h *HistoryEntry, outbox []OutboxMessage) error {
+	bArgs := []any{b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
+		b.TotalAmount, b.Currency, b.ExpiresAt, b.CreatedAt, b.UpdatedAt}
+	hArgs := []any{h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
+	if engine == Postgres && len(outbox) == 1 {
+		args := append(append(bArgs, hArgs...), outboxArgs(outbox[0], b.CreatedAt)...)
+		_, err := Exec(ctx, q, `WITH b AS (`+insertBookingSQL+`), h AS (`+insertHistorySQL+`) `+insertOutboxSQL, args...)
+		if err != nil {
+			return fmt.Errorf("insert booking: %w", err)
+		}
+		return nil
+	}
+	if _, err := Exec(ctx, q, insertBookingSQL, bArgs...); err != nil {
+		return fmt.Errorf("insert booking: %w", err)
+	}
+	if _, err := Exec(ctx, q, insertHistorySQL, hArgs...); err != nil {
+		return fmt.Errorf("booking %s history: %w", b.ID, err)
+	}
+	return AddOutbox(ctx, q, outbox...)
 }
