@@ -231,18 +231,11 @@ func (s *Server) listBookings(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
-	ids := make([]string, len(rows))
-	for i := range rows {
-		ids[i] = rows[i].ID
-	}
-	hs, err := store.BookingHistories(ctx, s.deps.DB, ids...)
+	out, err := pageViews(ctx, s.deps.DB, rows, func(b *store.Booking) string { return b.ID }, store.BookingHistories,
+		func(b *store.Booking, h []store.HistoryEntry) BookingView { return bookingView(b, h, nil) })
 	if err != nil {
 		renderError(c, err)
 		return
-	}
-	out := make([]BookingView, len(rows))
-	for i := range rows {
-		out[i] = bookingView(&rows[i], hs[rows[i].ID], nil)
 	}
 	c.JSON(http.StatusOK, newList(out, page, next))
 }

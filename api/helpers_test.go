@@ -19,7 +19,6 @@ import (
 	"github.com/rentalportal/portal/internal/testkit"
 	"github.com/rentalportal/portal/relay"
 	"github.com/rentalportal/portal/store"
-	"github.com/rentalportal/portal/tasks"
 )
 
 // testAPI is the real API (Gin, JWT, validation, store, outbox relay to a
@@ -234,5 +233,3 @@ func (a *testAPI) task(queue, id string) *asynq.TaskInfo {
 	}
 	return ti
 }
-
-var _ = tasks.TypeBookingExpire

@@ -124,18 +124,10 @@ func (s *Server) listListings(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
-	ids := make([]string, len(rows))
-	for i := range rows {
-		ids[i] = rows[i].ID
-	}
-	photos, err := store.ListingPhotos(ctx, s.deps.DB, ids...)
+	out, err := pageViews(ctx, s.deps.DB, rows, func(l *store.Listing) string { return l.ID }, store.ListingPhotos, listingView)
 	if err != nil {
 		renderError(c, err)
 		return
-	}
-	out := make([]ListingView, len(rows))
-	for i := range rows {
-		out[i] = listingView(&rows[i], photos[rows[i].ID])
 	}
 	c.JSON(http.StatusOK, newList(out, page, next))
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"strconv"
 	"strings"
@@ -67,6 +68,25 @@ func newList[T any](items []T, p store.Page, next *store.Cursor) ListResponse[T]
 		r.Pagination.NextCursor = &s
 	}
 	return r
+}
+
+// pageViews builds the views of a page of rows, loading what the views need
+// besides the rows (photos, histories) in one query for the whole page.
+func pageViews[R, X, V any](ctx context.Context, q store.Queryer, rows []R, id func(*R) string,
+	load func(context.Context, store.Queryer, ...string) (map[string]X, error), view func(*R, X) V) ([]V, error) {
+	ids := make([]string, len(rows))
+	for i := range rows {
+		ids[i] = id(&rows[i])
+	}
+	related, err := load(ctx, q, ids...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]V, len(rows))
+	for i := range rows {
+		out[i] = view(&rows[i], related[ids[i]])
+	}
+	return out, nil
 }
 
 // encodeCursor is base64url("<created_at RFC 3339 UTC, µs>|<id>").
