@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/account"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -40,6 +41,15 @@ type Config struct {
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
+	// BcryptCost is the cost of password hashes (0: 12).
+	BcryptCost int
+	// BookingPaymentTTL is how long a new booking waits for its payment
+	// before it expires (0: 30m).
+	BookingPaymentTTL time.Duration
+	// BookingMaxNights bounds a booking's length (0: 90).
+	BookingMaxNights int
+	// BookingMaxAdvanceDays bounds how far ahead a booking may start (0: 365).
+	BookingMaxAdvanceDays int
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -69,6 +79,7 @@ type Server struct {
 	tokens   *Tokens
 	started  time.Time
 	draining atomic.Bool
+	hasher   *account.Hasher
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -81,6 +92,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
+	if err := s.setupAccounts(); err != nil {
+		return nil, err
+	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false

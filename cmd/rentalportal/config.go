@@ -44,6 +44,14 @@ type Config struct {
 	JWTAudience string        `env:"JWT_AUDIENCE" envDefault:"rentalportal-api"`
 	JWTTTL      time.Duration `env:"JWT_TTL" envDefault:"15m" validate:"min=1m,max=24h"`
 
+	// Accounts: the bcrypt cost of password hashes (production needs >= 10).
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"12" validate:"min=4,max=31"`
+	// Bookings: how long a new booking waits for its payment before it
+	// expires, its longest stay in nights, and how far ahead it may start.
+	BookingPaymentTTL     time.Duration `env:"BOOKING_PAYMENT_TTL" envDefault:"30m" validate:"min=1s,max=24h"`
+	BookingMaxNights      int           `env:"BOOKING_MAX_NIGHTS" envDefault:"90" validate:"min=1,max=3650"`
+	BookingMaxAdvanceDays int           `env:"BOOKING_MAX_ADVANCE_DAYS" envDefault:"365" validate:"min=1,max=3650"`
+
 	StripeSecretKey     string        `env:"STRIPE_SECRET_KEY" secret:"true"`
 	StripeWebhookSecret []string      `env:"STRIPE_WEBHOOK_SECRET" secret:"true"`
 	StripeAPIBase       string        `env:"STRIPE_API_BASE" validate:"omitempty,url"`
@@ -199,6 +207,9 @@ func validateConfig(cfg *Config) error {
 		}
 		if cfg.RedisURL == "" {
 			msgs = append(msgs, "REDIS_URL: production needs Redis (the embedded one keeps no tasks across restarts)")
+		}
+		if cfg.BcryptCost < 10 {
+			msgs = append(msgs, "BCRYPT_COST: production needs a cost of at least 10")
 		}
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")

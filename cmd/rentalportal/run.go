@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -26,6 +27,8 @@ Roles (each runs until SIGINT/SIGTERM, then shuts down gracefully):
   dashboard    Asynqmon at /monitoring behind operator auth (DASHBOARD_ADDR)
 
 Tools:
+  admin            manage administrators: "admin create --email E --name N"
+                   (password on stdin or from --password-env VAR), "admin promote --email E"
   migrate          apply the embedded schema migrations and exit
   stripe-trigger   send a signed test Stripe event to a running API
   healthcheck      exit 0 if a readiness probe answers 200 (for container
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version", "--version":
 		fmt.Fprintln(stdout, "rentalportal", version)
 		return nil
+	case "admin":
+		return runAdmin(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, getenv, stdout, stderr)
 	case "stripe-trigger":

@@ -284,6 +284,11 @@ func (p *platform) apiConfig(role string) api.Config {
 		JWTIssuer:        p.cfg.JWTIssuer,
 		JWTAudience:      p.cfg.JWTAudience,
 		JWTTTL:           p.cfg.JWTTTL,
+
+		BcryptCost:            p.cfg.BcryptCost,
+		BookingPaymentTTL:     p.cfg.BookingPaymentTTL,
+		BookingMaxNights:      p.cfg.BookingMaxNights,
+		BookingMaxAdvanceDays: p.cfg.BookingMaxAdvanceDays,
 	}
 }
 
