@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -117,7 +118,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 			MaxAge:           12 * time.Hour,
 		}))
 	}
-	r.Use(gzip.Gzip(gzip.DefaultCompression, gzip.WithExcludedPathsRegexs([]string{`^/webhooks/`, `^/metrics`, `^/blobs/`})))
+	r.Use(gzip.Gzip(gzip.BestSpeed, gzip.WithCustomShouldCompressFn(shouldGzip)))
 	r.NoRoute(securityHeaders(cspAPI, false), func(c *gin.Context) {
 		renderError(c, portal.Errorf(portal.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -143,4 +144,19 @@ func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE
 
 func notImplemented(c *gin.Context) {
 	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
+}
+
+// shouldGzip compresses what is worth it: GET answers (lists, documents, the
+// docs and dashboard assets) to clients that accept gzip. Writes answer a
+// few hundred bytes, where compressing costs more CPU than it saves bytes;
+// webhooks, metrics (compressed by its own handler) and blobs are left alone.
+func shouldGzip(c *gin.Context) bool {
+	r := c.Request
+	if r.Method != http.MethodGet || !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") ||
+		strings.Contains(r.Header.Get("Connection"), "Upgrade") {
+		return false
+	}
+	p := r.URL.Path
+	return !strings.HasPrefix(p, "/webhooks/") && !strings.HasPrefix(p, "/metrics") && !strings.HasPrefix(p, "/blobs/") &&
+		!strings.HasPrefix(p, "/health")
 }
