@@ -32,7 +32,7 @@ func (s *Server) routes(r *gin.Engine) {
 	r.POST("/webhooks/stripe", api, notImplemented)
 
 	// Anonymous clients.
-	v1 := r.Group("/api/v1", api, limit)
+	v1 := r.Group("/api/v1", api, limit, s.rateLimit)
 	v1.POST("/auth/register", notImplemented)
 	v1.POST("/auth/login", notImplemented)
 	v1.GET("/listings", notImplemented)
@@ -58,6 +58,12 @@ func (s *Server) routes(r *gin.Engine) {
 	user.POST("/upload/:id/complete", notImplemented)
 	user.GET("/notifications", notImplemented)
 	user.POST("/notifications/:id/read", notImplemented)
+
+	// Operators: rate limits and blocks (bearer OPS_TOKEN for now).
+	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken)
+	ops.GET("/blocks", s.listBlocks)
+	ops.DELETE("/blocks/:key", s.clearBlock)
+	ops.DELETE("/limits/:key", s.resetLimits)
 
 	// Operators: the dashboard, in the "all" role.
 	if s.deps.Dashboard != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/security"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -40,6 +41,12 @@ type Config struct {
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
+	// RateLimitTimeout bounds each call to the limiter's Redis; past it
+	// the request is served unlimited (login and register: 503).
+	RateLimitTimeout time.Duration
+	// OpsToken is the bearer token of the /ops/ratelimits endpoints
+	// (empty: they refuse everyone).
+	OpsToken string
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -59,6 +66,12 @@ type Deps struct {
 	Dashboard http.Handler
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Limiter, when set, rate-limits /api/v1 and keeps the block list.
+	Limiter RateLimiter
+	// LoginGuard, when set, is the login handler's brake on guessing.
+	LoginGuard LoginGuard
+	// Security logs and counts security events (nil: none).
+	Security *security.Monitor
 }
 
 // Server is the HTTP API.
@@ -69,6 +82,8 @@ type Server struct {
 	tokens   *Tokens
 	started  time.Time
 	draining atomic.Bool
+	// limiterWarned is when an unreachable limiter was last logged (ns).
+	limiterWarned atomic.Int64
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -79,6 +94,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// Gin's debug mode only prints routes and warnings; our own logs say
 	// what matters, in both environments.
 	gin.SetMode(gin.ReleaseMode)
+	if cfg.RateLimitTimeout <= 0 {
+		cfg.RateLimitTimeout = 200 * time.Millisecond
+	}
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
 	r := gin.New()
@@ -92,7 +110,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		return nil, portal.WrapError(portal.EINVALID, err, "TRUSTED_PROXIES: %v", err)
 	}
 	r.Use(recoveryMiddleware(deps.Log), requestIDMiddleware(deps.Log),
-		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}))
+		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}),
+		s.securityWatch)
 	if len(cfg.CORSOrigins) > 0 {
 		r.Use(cors.New(cors.Config{
 			AllowOrigins:     cfg.CORSOrigins,

@@ -110,6 +110,9 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	}
 	if runAPI {
 		deps := p.apiDeps()
+		if err := p.edgeDeps(&deps); err != nil {
+			return err
+		}
 		if role == roleAll {
 			deps.Dashboard = dashboard
 		}
@@ -284,6 +287,8 @@ func (p *platform) apiConfig(role string) api.Config {
 		JWTIssuer:        p.cfg.JWTIssuer,
 		JWTAudience:      p.cfg.JWTAudience,
 		JWTTTL:           p.cfg.JWTTTL,
+		RateLimitTimeout: p.cfg.RateLimitTimeout,
+		OpsToken:         p.cfg.OpsToken,
 	}
 }
 
