@@ -125,7 +125,9 @@ func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
 	return body.Error.Code
 }
 
-func per(n int, d time.Duration) ratelimit.Limit { return ratelimit.Limit{Count: n, Period: d, Burst: n} }
+func per(n int, d time.Duration) ratelimit.Limit {
+	return ratelimit.Limit{Count: n, Period: d, Burst: n}
+}
 
 // TestRateLimitHeadersCountDown: anonymous requests carry the headers,
 // counting down; the one over the limit is 429 in the error shape with a
