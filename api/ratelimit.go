@@ -126,8 +126,13 @@ func (s *Server) bearerUser(c *gin.Context) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	c.Set(ctxVerified, p) // requireUser need not verify it again
 	return p.UserID, true
 }
+
+// ctxVerified holds the Principal of the request's access token once the
+// rate limiter has verified it.
+const ctxVerified = "verified_principal"
 
 // refuse answers 429 and records the security events: a new block always,
 // a rate-limit refusal once per violation window (the rest are counted).

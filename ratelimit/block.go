@@ -48,16 +48,21 @@ func (l *Limiter) Block(ctx context.Context, subject, reason string, d time.Dura
 
 // Blocked returns subject's block, or nil when it has none.
 func (l *Limiter) Blocked(ctx context.Context, subject string) (*Block, error) {
-	raw, err := l.rdb.Get(ctx, l.blockKey(subject)).Bytes()
+	return l.readBlock(l.rdb.Get(ctx, l.blockKey(subject)))
+}
+
+// readBlock reads the answer to a GET of a block key.
+func (l *Limiter) readBlock(get *redis.StringCmd) (*Block, error) {
+	raw, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read block of %s: %w", subject, err)
+		return nil, fmt.Errorf("read block: %w", err)
 	}
 	var b Block
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, fmt.Errorf("read block of %s: %w", subject, err)
+		return nil, fmt.Errorf("read block: %w", err)
 	}
 	if !b.Until.After(l.now()) {
 		return nil, nil

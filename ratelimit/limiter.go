@@ -73,7 +73,7 @@ type Config struct {
 // sharing the Redis shares the counts.
 type Limiter struct {
 	rdb  redis.UniversalClient
-	gcra *redis_rate.Limiter
+	gcra *redis_rate.Limiter // for calls without a block check
 	cfg  Config
 	now  func() time.Time
 }
@@ -123,22 +123,31 @@ type Decision struct {
 // Errors are Redis errors: the caller decides whether to fail open.
 func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, error) {
 	d := Decision{Policy: policy}
-	b, err := l.Blocked(ctx, subject)
-	if err != nil {
-		return d, err
-	}
-	if b != nil {
-		left := b.Until.Sub(l.now())
-		lim := l.cfg.Policies[policy]
-		d.Block, d.Limit, d.RetryAfter, d.ResetAfter = b, lim.Burst, left, left
-		return d, nil
-	}
 	lim := l.cfg.Policies[policy]
 	if lim.Off() {
-		d.Allowed = true
+		b, err := l.Blocked(ctx, subject)
+		if err != nil {
+			return d, err
+		}
+		d.Allowed = b == nil
+		d.blocked(b, lim, l.now())
 		return d, nil
 	}
-	res, err := l.gcra.Allow(ctx, l.bucket(policy, subject), toRate(lim))
+	// One round trip: the block check rides in the pipeline of the GCRA
+	// script. A blocked subject's bucket is spent too, which changes
+	// nothing while the block lasts (far longer than a bucket takes to fill).
+	probe := &blockProbe{UniversalClient: l.rdb, key: l.blockKey(subject)}
+	res, err := redis_rate.NewLimiter(probe).Allow(ctx, l.bucket(policy, subject), toRate(lim))
+	if probe.block != nil {
+		b, berr := l.readBlock(probe.block)
+		if berr != nil {
+			return d, berr
+		}
+		if b != nil {
+			d.blocked(b, lim, l.now())
+			return d, nil
+		}
+	}
 	if err != nil {
 		return d, fmt.Errorf("rate limit %s: %w", policy, err)
 	}
@@ -163,6 +172,45 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		}
 	}
 	return d, nil
+}
+
+func (d *Decision) blocked(b *Block, lim Limit, now time.Time) {
+	if b == nil {
+		return
+	}
+	left := b.Until.Sub(now)
+	d.Block, d.Limit, d.RetryAfter, d.ResetAfter = b, lim.Burst, left, left
+}
+
+// blockProbe is the Redis client as redis_rate sees it, except that each
+// script call is sent in a pipeline behind a GET of the subject's block
+// key: the limiter asks both questions in one round trip, which is most of
+// its cost, while the GCRA stays the library's.
+type blockProbe struct {
+	redis.UniversalClient
+	key   string
+	block *redis.StringCmd
+}
+
+// EvalSha implements redis_rate's client interface.
+func (p *blockProbe) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.withBlock(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.EvalSha(ctx, sha1, keys, args...) })
+}
+
+// Eval implements redis_rate's client interface (after NOSCRIPT).
+func (p *blockProbe) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.withBlock(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.Eval(ctx, script, keys, args...) })
+}
+
+func (p *blockProbe) withBlock(ctx context.Context, f func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
+	var cmd *redis.Cmd
+	// Each command keeps its own result or error.
+	_, _ = p.UniversalClient.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		p.block = pipe.Get(ctx, p.key)
+		cmd = f(pipe)
+		return nil
+	})
+	return cmd
 }
 
 // Reset forgets every count of subject: its buckets of every policy, its

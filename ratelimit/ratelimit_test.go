@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rentalportal/portal/internal/testkit"
@@ -282,5 +283,31 @@ func TestLoginGuard(t *testing.T) {
 	}
 	if err := g.Check(ctx, owner, "victim@example.com"); err != nil {
 		t.Fatalf("after a success: %v", err)
+	}
+}
+
+// TestEmbeddedRedis: the limiter works on the embedded Redis of `make run`
+// (miniredis), where the GCRA script is not cached yet (NOSCRIPT, then
+// EVAL, both behind the block check).
+func TestEmbeddedRedis(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	l := newLimiter(t, rdb, Config{})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if d, err := l.Allow(ctx, PolicyAnon, "ip:192.0.2.1"); err != nil || !d.Allowed || d.Remaining != 4-i {
+			t.Fatalf("request %d: %+v, %v", i, d, err)
+		}
+	}
+	if d, err := l.Allow(ctx, PolicyAnon, "ip:192.0.2.1"); err != nil || d.Allowed {
+		t.Fatalf("over the limit: %+v, %v", d, err)
+	}
+	if _, err := l.Block(ctx, "ip:192.0.2.2", "manual", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Allow(ctx, PolicyAnon, "ip:192.0.2.2"); err != nil || d.Block == nil || d.Block.Reason != "manual" {
+		t.Fatalf("blocked: %+v, %v", d, err)
 	}
 }
