@@ -112,7 +112,7 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 			Baseline: fmt.Sprintf("limiter off %.0f/s", rpsOff), Ratio: ratio(rpsOn, rpsOff),
 			Target: "≥ 0.85×", Verdict: verdict(rpsOn >= 0.85*rpsOff)},
 		{Metric: "GET /users/me p99, limiter on", Value: msPrecise(p99On), Baseline: "limiter off " + msPrecise(p99Off),
-			Ratio: ratio(float64(p99On), float64(p99Off)) + fmt.Sprintf(" (%+.2f ms)", float64(added.Microseconds())/1000),
+			Ratio:  ratio(float64(p99On), float64(p99Off)) + fmt.Sprintf(" (%+.2f ms)", float64(added.Microseconds())/1000),
 			Target: "≤ +1 ms", Verdict: verdict(added <= time.Millisecond)},
 		{Metric: "GET /users/me p50, limiter on", Value: msPrecise(p50On), Baseline: "limiter off " + msPrecise(p50Off),
 			Ratio: ratio(float64(p50On), float64(p50Off))},
