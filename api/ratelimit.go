@@ -144,7 +144,7 @@ func (s *Server) refuse(c *gin.Context, d ratelimit.Decision, subject string) {
 	case d.Block != nil:
 		msg = "too many requests: temporarily blocked"
 		sec.Count(security.EventRateLimited)
-	case d.Violations <= 1:
+	case d.Violations == 1: // the first refusal in its window: later ones are only counted
 		sec.Event(ctx, security.EventRateLimited, slog.String("key", subject), slog.String("policy", d.Policy),
 			slog.String("route", c.FullPath()), slog.String("client_ip", c.ClientIP()))
 	default:
@@ -212,8 +212,11 @@ func (s *Server) checkLogin(c *gin.Context, email string) error {
 		return nil
 	}
 	if d, ok := ratelimit.IsDenied(err); ok {
-		msg := "too many failed sign-ins: try again later"
-		if d.Reason == "account_throttled" {
+		msg := "too many requests: temporarily blocked"
+		switch d.Reason {
+		case "login_failures":
+			msg = "too many failed sign-ins: try again later"
+		case "account_throttled":
 			msg = "too many failed sign-ins for this account: try again shortly"
 		}
 		return WithRetryAfter(portal.Errorf(portal.ERATELIMITED, "%s", msg), time.Duration(ceilSeconds(d.RetryAfter))*time.Second)

@@ -109,8 +109,9 @@ type Decision struct {
 	// Block is set when the request was refused because the subject is on
 	// the block list.
 	Block *Block
-	// Violations counts the refusals of the subject in the current window,
-	// this one included (0 when allowed or blocked, or when BlockAfter is off).
+	// Violations counts the refusals of the subject in the current window
+	// (BlockAfter's, or a minute when it is off), this one included; 0 when
+	// allowed or blocked, or when the count failed.
 	Violations int
 	// NewBlock is set when this refusal put the subject on the block list.
 	NewBlock *Block
@@ -156,15 +157,18 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		return d, nil
 	}
 	d.RetryAfter = res.RetryAfter
+	// Refusals are counted even when they never block: the count tells
+	// the caller which refusal is the first of a burst (worth a log line).
+	window := l.cfg.BlockAfter.Window
 	if l.cfg.BlockAfter.Off() {
-		return d, nil
+		window = time.Minute
 	}
-	n, err := l.incrWindow(ctx, l.key("viol", subject), l.cfg.BlockAfter.Window)
+	n, err := l.incrWindow(ctx, l.key("viol", subject), window)
 	if err != nil {
 		return d, nil // the refusal stands; only the count is lost
 	}
 	d.Violations = int(n)
-	if n == int64(l.cfg.BlockAfter.Count) {
+	if !l.cfg.BlockAfter.Off() && n == int64(l.cfg.BlockAfter.Count) {
 		nb, err := l.Block(ctx, subject, "rate_limit_violations", l.cfg.BlockFor)
 		if err == nil {
 			d.NewBlock = &nb

@@ -139,6 +139,10 @@ func TestAllowCountsDownAcrossReplicas(t *testing.T) {
 		if d.ResetAfter < 9*time.Second || d.ResetAfter > 10*time.Second {
 			t.Errorf("refusal %d: reset after %s", i, d.ResetAfter)
 		}
+		// Counted (the first is the one to log), never blocking: BlockAfter is off.
+		if d.Violations != i+1-allowed || d.NewBlock != nil {
+			t.Errorf("refusal %d: violations %d, new block %v", i, d.Violations, d.NewBlock)
+		}
 	}
 	if allowed != 5 {
 		t.Fatalf("allowed %d of 8, want 5", allowed)
