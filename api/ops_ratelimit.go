@@ -126,6 +126,49 @@ func (s *Server) clearBlock(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+// limitView is one bucket of a key in showLimits.
+type limitView struct {
+	Policy            string `json:"policy"`
+	Limit             string `json:"limit"`
+	Burst             int    `json:"burst"`
+	Remaining         int    `json:"remaining"`
+	ResetAfterSeconds int    `json:"reset_after_seconds"`
+}
+
+// showLimits answers a key's buckets (without counting a request) and its
+// block, if any.
+func (s *Server) showLimits(c *gin.Context) {
+	if s.deps.Limiter == nil {
+		renderError(c, errUnavailable("rate limiting is disabled"))
+		return
+	}
+	key, err := limiterKey(c)
+	if err != nil {
+		renderError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	usage, err := s.deps.Limiter.Usage(ctx, key)
+	if err != nil {
+		renderError(c, portal.WrapError(portal.EUNAVAILABLE, err, "rate limiter unavailable"))
+		return
+	}
+	block, err := s.deps.Limiter.Blocked(ctx, key)
+	if err != nil {
+		renderError(c, portal.WrapError(portal.EUNAVAILABLE, err, "block list unavailable"))
+		return
+	}
+	views := make([]limitView, len(usage))
+	for i, u := range usage {
+		reset := 0
+		if u.ResetAfter > 0 {
+			reset = ceilSeconds(u.ResetAfter)
+		}
+		views[i] = limitView{Policy: u.Policy, Limit: u.Limit.String(), Burst: u.Limit.Burst, Remaining: u.Remaining, ResetAfterSeconds: reset}
+	}
+	c.JSON(http.StatusOK, gin.H{"key": key, "blocked": block, "limits": views})
+}
+
 // resetLimits forgets a key's counts (buckets, violations, failed logins): 204.
 func (s *Server) resetLimits(c *gin.Context) {
 	if s.deps.Limiter == nil {

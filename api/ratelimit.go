@@ -22,6 +22,8 @@ type RateLimiter interface {
 	Blocks(ctx context.Context) ([]ratelimit.Block, error)
 	Unblock(ctx context.Context, subject string) (bool, error)
 	Reset(ctx context.Context, subject string) error
+	Usage(ctx context.Context, subject string) ([]ratelimit.Usage, error)
+	Blocked(ctx context.Context, subject string) (*ratelimit.Block, error)
 }
 
 // LoginGuard is the brake on password guessing (ratelimit.LoginGuard

@@ -355,6 +355,17 @@ func TestOpsResetLimits(t *testing.T) {
 	if w := e.do("DELETE", "/ops/ratelimits/limits/nonsense", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusBadRequest {
 		t.Fatalf("bad key: %d", w.Code)
 	}
+	w := e.do("GET", "/ops/ratelimits/limits/ip:2001:db8:1:2::99", "127.0.0.1:1", "Authorization", ops)
+	var shown struct {
+		Key     string            `json:"key"`
+		Blocked *ratelimit.Block  `json:"blocked"`
+		Limits  []json.RawMessage `json:"limits"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &shown); err != nil || w.Code != 200 || shown.Key != "ip:2001:db8:1:2::/64" ||
+		shown.Blocked != nil || len(shown.Limits) != 1 ||
+		!strings.Contains(string(shown.Limits[0]), `"policy":"anon","limit":"1/h","burst":1,"remaining":0`) {
+		t.Fatalf("show: %d %s", w.Code, w.Body)
+	}
 	if w := e.do("DELETE", "/ops/ratelimits/limits/ip:2001:db8:1:2::1234", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusNoContent {
 		t.Fatalf("reset: %d %s", w.Code, w.Body)
 	}

@@ -63,6 +63,7 @@ func (s *Server) routes(r *gin.Engine) {
 	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken)
 	ops.GET("/blocks", s.listBlocks)
 	ops.DELETE("/blocks/:key", s.clearBlock)
+	ops.GET("/limits/:key", s.showLimits)
 	ops.DELETE("/limits/:key", s.resetLimits)
 
 	// Operators: the dashboard, in the "all" role.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
@@ -215,6 +216,36 @@ func (p *blockProbe) withBlock(ctx context.Context, f func(redis.Pipeliner) *red
 		return nil
 	})
 	return cmd
+}
+
+// Usage is the state of one of a subject's buckets.
+type Usage struct {
+	Policy     string
+	Limit      Limit
+	Remaining  int
+	ResetAfter time.Duration
+}
+
+// Usage reads every policy bucket of subject without counting a request,
+// sorted by policy name.
+func (l *Limiter) Usage(ctx context.Context, subject string) ([]Usage, error) {
+	names := make([]string, 0, len(l.cfg.Policies))
+	for name, lim := range l.cfg.Policies {
+		if !lim.Off() {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	out := make([]Usage, 0, len(names))
+	for _, name := range names {
+		lim := l.cfg.Policies[name]
+		res, err := l.gcra.AllowN(ctx, l.bucket(name, subject), toRate(lim), 0) // cost 0: a look
+		if err != nil {
+			return nil, fmt.Errorf("read %s of %s: %w", name, subject, err)
+		}
+		out = append(out, Usage{Policy: name, Limit: lim, Remaining: res.Remaining, ResetAfter: max(res.ResetAfter, 0)})
+	}
+	return out, nil
 }
 
 // Reset forgets every count of subject: its buckets of every policy, its

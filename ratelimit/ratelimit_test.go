@@ -215,8 +215,15 @@ func TestViolationsBlockUntilCleared(t *testing.T) {
 	if d, _ := l.Allow(ctx, PolicyAnon, subject); d.Allowed || d.Block != nil {
 		t.Fatalf("after unblock: %+v", d)
 	}
+	u, err := l.Usage(ctx, subject)
+	if err != nil || len(u) != 1 || u[0].Policy != PolicyAnon || u[0].Remaining != 0 || u[0].ResetAfter < 50*time.Second {
+		t.Fatalf("usage = %+v, %v", u, err)
+	}
 	if err := l.Reset(ctx, subject); err != nil {
 		t.Fatal(err)
+	}
+	if u, _ := l.Usage(ctx, subject); len(u) != 1 || u[0].Remaining != 2 || u[0].ResetAfter != 0 {
+		t.Fatalf("usage after reset = %+v (a look must not count)", u)
 	}
 	if d, _ := l.Allow(ctx, PolicyAnon, subject); !d.Allowed || d.Remaining != 1 {
 		t.Fatalf("after reset: %+v", d)
