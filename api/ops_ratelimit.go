@@ -36,6 +36,15 @@ func (s *Server) requireOpsToken(c *gin.Context) {
 	c.Next()
 }
 
+// requireLimiter answers 503 when rate limiting is off (RATE_LIMIT_ENABLED=false).
+func (s *Server) requireLimiter(c *gin.Context) {
+	if s.deps.Limiter == nil {
+		renderError(c, errUnavailable("rate limiting is disabled"))
+		return
+	}
+	c.Next()
+}
+
 // limiterKey reads the :key parameter: ip:ADDRESS (an IPv6 address counts
 // by its /64, as the limiter does), user:ID, or account:EMAIL-or-HASH.
 func limiterKey(c *gin.Context) (string, error) {
@@ -64,10 +73,6 @@ func limiterKey(c *gin.Context) (string, error) {
 // listBlocks answers the keys blocked now, soonest to end first, paginated
 // like every list (limit, cursor).
 func (s *Server) listBlocks(c *gin.Context) {
-	if s.deps.Limiter == nil {
-		renderError(c, errUnavailable("rate limiting is disabled"))
-		return
-	}
 	limit, offset := 20, 0
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -104,10 +109,6 @@ func (s *Server) listBlocks(c *gin.Context) {
 
 // clearBlock lifts a block: 204, or 404 when the key is not blocked.
 func (s *Server) clearBlock(c *gin.Context) {
-	if s.deps.Limiter == nil {
-		renderError(c, errUnavailable("rate limiting is disabled"))
-		return
-	}
 	key, err := limiterKey(c)
 	if err != nil {
 		renderError(c, err)
@@ -138,10 +139,6 @@ type limitView struct {
 // showLimits answers a key's buckets (without counting a request) and its
 // block, if any.
 func (s *Server) showLimits(c *gin.Context) {
-	if s.deps.Limiter == nil {
-		renderError(c, errUnavailable("rate limiting is disabled"))
-		return
-	}
 	key, err := limiterKey(c)
 	if err != nil {
 		renderError(c, err)
@@ -171,10 +168,6 @@ func (s *Server) showLimits(c *gin.Context) {
 
 // resetLimits forgets a key's counts (buckets, violations, failed logins): 204.
 func (s *Server) resetLimits(c *gin.Context) {
-	if s.deps.Limiter == nil {
-		renderError(c, errUnavailable("rate limiting is disabled"))
-		return
-	}
 	key, err := limiterKey(c)
 	if err != nil {
 		renderError(c, err)

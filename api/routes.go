@@ -60,7 +60,7 @@ func (s *Server) routes(r *gin.Engine) {
 	user.POST("/notifications/:id/read", notImplemented)
 
 	// Operators: rate limits and blocks (bearer OPS_TOKEN for now).
-	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken)
+	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken, s.requireLimiter)
 	ops.GET("/blocks", s.listBlocks)
 	ops.DELETE("/blocks/:key", s.clearBlock)
 	ops.GET("/limits/:key", s.showLimits)
