@@ -60,8 +60,8 @@ func routePolicy(method, route string) string {
 	return ""
 }
 
-// rateLimit counts the request against its policy before anything else
-// runs (handler, auth, body parsing). Login and register count per client
+// rateLimit counts the request against its policy before auth and the
+// handler run (so a 501 or 401 counts like any answer). Login and register count per client
 // IP; any other request with a valid access token counts per user (its
 // route's policy or the user default); without one, per client IP at the
 // anonymous default — so guessing tokens on user routes is limited too.
