@@ -117,12 +117,19 @@ func (s *Server) login(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
+	// A blocked client IP, or an account under attack, is refused before
+	// any password is compared.
+	if err := s.checkLogin(c, req.Email); err != nil {
+		renderError(c, err)
+		return
+	}
 	ctx := c.Request.Context()
 	u, err := store.GetUserByEmail(ctx, s.deps.DB, req.Email)
 	switch portal.ErrorCode(err) {
 	case "":
 	case portal.ENOTFOUND:
 		s.hasher.CheckNobody(req.Password)
+		s.loginFailed(c, req.Email)
 		renderError(c, portal.Errorf(portal.EUNAUTHORIZED, invalidCredentialsMessage))
 		return
 	default:
@@ -130,9 +137,11 @@ func (s *Server) login(c *gin.Context) {
 		return
 	}
 	if !s.hasher.Check(u.PasswordHash, req.Password) {
+		s.loginFailed(c, req.Email)
 		renderError(c, portal.Errorf(portal.EUNAUTHORIZED, invalidCredentialsMessage))
 		return
 	}
+	s.loginSucceeded(c, req.Email)
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		// BCRYPT_COST changed: store a hash at the new cost while we know the
 		// password. Failing to is harmless; the next login tries again.

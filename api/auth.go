@@ -93,6 +93,12 @@ const ctxPrincipal = "principal"
 // requireUser authenticates the Bearer token; without a valid one the
 // request ends with 401.
 func (s *Server) requireUser(c *gin.Context) {
+	if p, ok := c.Get(ctxVerified); ok { // this request's token, verified by rateLimit
+		c.Set(ctxPrincipal, p)
+		c.Set(ctxUserID, p.(Principal).UserID)
+		c.Next()
+		return
+	}
 	h := c.GetHeader("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {

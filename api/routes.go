@@ -32,7 +32,7 @@ func (s *Server) routes(r *gin.Engine) {
 	r.POST("/webhooks/stripe", api, notImplemented)
 
 	// Anonymous clients.
-	v1 := r.Group("/api/v1", api, limit)
+	v1 := r.Group("/api/v1", api, limit, s.rateLimit)
 	v1.POST("/auth/register", s.register)
 	v1.POST("/auth/login", s.login)
 	v1.GET("/listings", s.listListings)
@@ -58,6 +58,13 @@ func (s *Server) routes(r *gin.Engine) {
 	user.POST("/upload/:id/complete", notImplemented)
 	user.GET("/notifications", notImplemented)
 	user.POST("/notifications/:id/read", notImplemented)
+
+	// Operators: rate limits and blocks (bearer OPS_TOKEN for now).
+	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken, s.requireLimiter)
+	ops.GET("/blocks", s.listBlocks)
+	ops.DELETE("/blocks/:key", s.clearBlock)
+	ops.GET("/limits/:key", s.showLimits)
+	ops.DELETE("/limits/:key", s.resetLimits)
 
 	// Operators: the dashboard, in the "all" role.
 	if s.deps.Dashboard != nil {

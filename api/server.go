@@ -19,6 +19,7 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/account"
+	"github.com/rentalportal/portal/security"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -51,6 +52,12 @@ type Config struct {
 	BookingMaxNights int
 	// BookingMaxAdvanceDays bounds how far ahead a booking may start (0: 365).
 	BookingMaxAdvanceDays int
+	// RateLimitTimeout bounds each call to the limiter's Redis; past it
+	// the request is served unlimited (login and register: 503).
+	RateLimitTimeout time.Duration
+	// OpsToken is the bearer token of the /ops/ratelimits endpoints
+	// (empty: they refuse everyone).
+	OpsToken string
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -70,6 +77,12 @@ type Deps struct {
 	Dashboard http.Handler
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Limiter, when set, rate-limits /api/v1 and keeps the block list.
+	Limiter RateLimiter
+	// LoginGuard, when set, is the login handler's brake on guessing.
+	LoginGuard LoginGuard
+	// Security logs and counts security events (nil: none).
+	Security *security.Monitor
 }
 
 // Server is the HTTP API.
@@ -81,6 +94,8 @@ type Server struct {
 	started  time.Time
 	draining atomic.Bool
 	hasher   *account.Hasher
+	// limiterWarned is when an unreachable limiter was last logged (ns).
+	limiterWarned atomic.Int64
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -91,6 +106,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// Gin's debug mode only prints routes and warnings; our own logs say
 	// what matters, in both environments.
 	gin.SetMode(gin.ReleaseMode)
+	if cfg.RateLimitTimeout <= 0 {
+		cfg.RateLimitTimeout = 200 * time.Millisecond
+	}
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
 	if err := s.setupAccounts(); err != nil {
@@ -107,7 +125,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		return nil, portal.WrapError(portal.EINVALID, err, "TRUSTED_PROXIES: %v", err)
 	}
 	r.Use(recoveryMiddleware(deps.Log), requestIDMiddleware(deps.Log),
-		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}))
+		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}),
+		s.securityWatch)
 	if len(cfg.CORSOrigins) > 0 {
 		r.Use(cors.New(cors.Config{
 			AllowOrigins:     cfg.CORSOrigins,

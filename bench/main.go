@@ -52,6 +52,7 @@ var scenarios = []scenario{
 	{"startup", "start-up of `all` on embedded defaults to readiness 200", benchStartup},
 	{"rss", "idle RSS of each role", benchIdleRSS},
 	{"idle", "idle cost of worker polling on Redis vs. the pickup latency it buys", benchIdlePolling},
+	{"ratelimit", "API overhead of the Redis rate limiter on a cheap authenticated route", benchRateLimit},
 }
 
 func main() {

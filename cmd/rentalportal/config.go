@@ -17,6 +17,8 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/go-playground/validator/v10"
 	"github.com/hibiken/asynq"
+
+	"github.com/rentalportal/portal/ratelimit"
 )
 
 // Config is every setting of the platform, parsed from the environment once
@@ -89,6 +91,23 @@ type Config struct {
 	// OutboxPollInterval is how often each worker process relays outbox
 	// rows that are older than one interval and still unsent.
 	OutboxPollInterval time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s" validate:"min=100ms,max=1m"`
+
+	// Edge protection (ratelimit/, security/): limits are COUNT/PERIOD[:BURST]
+	// ("60/m", "300/m:50") or "off"; thresholds COUNT/WINDOW ("10/15m") or "off".
+	RateLimitEnabled     bool                `env:"RATE_LIMIT_ENABLED" envDefault:"true"`
+	RateLimitAnon        ratelimit.Limit     `env:"RATE_LIMIT_ANON" envDefault:"60/m"`
+	RateLimitUser        ratelimit.Limit     `env:"RATE_LIMIT_USER" envDefault:"300/m"`
+	RateLimitLogin       ratelimit.Limit     `env:"RATE_LIMIT_LOGIN" envDefault:"10/m"`
+	RateLimitRegister    ratelimit.Limit     `env:"RATE_LIMIT_REGISTER" envDefault:"5/m"`
+	RateLimitUpload      ratelimit.Limit     `env:"RATE_LIMIT_UPLOAD" envDefault:"30/m"`
+	RateLimitBooking     ratelimit.Limit     `env:"RATE_LIMIT_BOOKING" envDefault:"20/m"`
+	RateLimitTimeout     time.Duration       `env:"RATE_LIMIT_REDIS_TIMEOUT" envDefault:"200ms" validate:"min=10ms,max=5s"`
+	RateBlockDuration    time.Duration       `env:"RATE_BLOCK_DURATION" envDefault:"15m" validate:"min=1s,max=168h"`
+	RateBlockAfter       ratelimit.Threshold `env:"RATE_BLOCK_AFTER_VIOLATIONS" envDefault:"100/10m"`
+	LoginFailureLimit    ratelimit.Threshold `env:"LOGIN_FAILURE_LIMIT" envDefault:"10/15m"`
+	LoginAccountThrottle ratelimit.Limit     `env:"LOGIN_ACCOUNT_THROTTLE" envDefault:"1/10s"`
+	AuthFailureBurst     ratelimit.Threshold `env:"SECURITY_AUTH_FAILURE_BURST" envDefault:"20/m"`
+	OpsToken             string              `env:"OPS_TOKEN" secret:"true"`
 
 	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
 	// by the entry's Env name.
@@ -217,6 +236,12 @@ func validateConfig(cfg *Config) error {
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
 		}
+	}
+	if cfg.LoginAccountThrottle.Off() {
+		msgs = append(msgs, "LOGIN_ACCOUNT_THROTTLE: must be a rate such as 1/10s (accounts are slowed, never blocked)")
+	}
+	if cfg.production() && cfg.OpsToken != "" && len(cfg.OpsToken) < 32 {
+		msgs = append(msgs, "OPS_TOKEN: production needs a token of at least 32 characters")
 	}
 	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
 		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")

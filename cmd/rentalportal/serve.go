@@ -110,6 +110,9 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	}
 	if runAPI {
 		deps := p.apiDeps()
+		if err := p.edgeDeps(&deps); err != nil {
+			return err
+		}
 		if role == roleAll {
 			deps.Dashboard = dashboard
 		}
@@ -290,6 +293,8 @@ func (p *platform) apiConfig(role string) api.Config {
 		BookingPaymentTTL:     p.cfg.BookingPaymentTTL,
 		BookingMaxNights:      p.cfg.BookingMaxNights,
 		BookingMaxAdvanceDays: p.cfg.BookingMaxAdvanceDays,
+		RateLimitTimeout:      p.cfg.RateLimitTimeout,
+		OpsToken:              p.cfg.OpsToken,
 	}
 }
 

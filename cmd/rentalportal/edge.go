@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rentalportal/portal/api"
+	"github.com/rentalportal/portal/ratelimit"
+	"github.com/rentalportal/portal/security"
+)
+
+// edgeDeps adds the rate limiter, the login guard and the security
+// monitor to the API's dependencies. They get a Redis client of their own
+// with timeouts as short as RATE_LIMIT_REDIS_TIMEOUT: every request waits
+// on it, so a hung Redis must cost milliseconds (then fail open), not the
+// seconds the queue client may wait.
+func (p *platform) edgeDeps(deps *api.Deps) error {
+	rdb, err := edgeRedis(p.redisOpt, p.cfg.RateLimitTimeout)
+	if err != nil {
+		return err
+	}
+	p.closers = append(p.closers, rdb.Close)
+	deps.Security = security.New(p.log, nil, rdb, security.Config{
+		BurstCount: p.cfg.AuthFailureBurst.Count, BurstWindow: p.cfg.AuthFailureBurst.Window,
+		Timeout: p.cfg.RateLimitTimeout,
+	})
+	if !p.cfg.RateLimitEnabled {
+		p.log.Warn("rate limiting is disabled (RATE_LIMIT_ENABLED=false)")
+		return nil
+	}
+	l := ratelimit.New(rdb, ratelimit.Config{
+		Policies: map[string]ratelimit.Limit{
+			ratelimit.PolicyAnon:     p.cfg.RateLimitAnon,
+			ratelimit.PolicyUser:     p.cfg.RateLimitUser,
+			ratelimit.PolicyLogin:    p.cfg.RateLimitLogin,
+			ratelimit.PolicyRegister: p.cfg.RateLimitRegister,
+			ratelimit.PolicyUpload:   p.cfg.RateLimitUpload,
+			ratelimit.PolicyBooking:  p.cfg.RateLimitBooking,
+		},
+		BlockFor:   p.cfg.RateBlockDuration,
+		BlockAfter: p.cfg.RateBlockAfter,
+	})
+	deps.Limiter = l
+	deps.LoginGuard = ratelimit.NewLoginGuard(l, ratelimit.LoginConfig{
+		Failures: p.cfg.LoginFailureLimit, AccountThrottle: p.cfg.LoginAccountThrottle,
+	})
+	return nil
+}
+
+// edgeRedis makes a client for the same Redis as opt with short timeouts.
+func edgeRedis(opt asynq.RedisConnOpt, timeout time.Duration) (redis.UniversalClient, error) {
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		opt = o
+	case asynq.RedisFailoverClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		opt = o
+	case asynq.RedisClusterClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		opt = o
+	}
+	c, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("REDIS_URL: unsupported connection type")
+	}
+	return c, nil
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rentalportal/portal/ratelimit"
+)
+
+// TestEdgeConfig: the limits parse from their text form with defaults,
+// a bad value names its variable, and the configuration logs them as text.
+func TestEdgeConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.RateLimitEnabled || cfg.RateLimitAnon != (ratelimit.Limit{Count: 60, Period: time.Minute, Burst: 60}) ||
+		cfg.RateLimitUser.Count != 300 || cfg.RateLimitLogin.Count != 10 || cfg.RateLimitRegister.Count != 5 ||
+		cfg.RateLimitUpload.Count != 30 || cfg.RateLimitBooking.Count != 20 ||
+		cfg.LoginFailureLimit != (ratelimit.Threshold{Count: 10, Window: 15 * time.Minute}) ||
+		cfg.RateBlockDuration != 15*time.Minute || cfg.RateLimitTimeout != 200*time.Millisecond {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	cfg, err = loadConfig(envOf(map[string]string{"RATE_LIMIT_USER": "1000/m:100", "RATE_LIMIT_UPLOAD": "off",
+		"RATE_BLOCK_AFTER_VIOLATIONS": "off"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimitUser != (ratelimit.Limit{Count: 1000, Period: time.Minute, Burst: 100}) || !cfg.RateLimitUpload.Off() || !cfg.RateBlockAfter.Off() {
+		t.Fatalf("parsed: %+v %+v %+v", cfg.RateLimitUser, cfg.RateLimitUpload, cfg.RateBlockAfter)
+	}
+	for env, want := range map[string]string{
+		"RATE_LIMIT_ANON":             "sixty",
+		"RATE_LIMIT_LOGIN":            "10/fortnight",
+		"LOGIN_FAILURE_LIMIT":         "10/15m:2",
+		"SECURITY_AUTH_FAILURE_BURST": "0/m",
+		"RATE_BLOCK_DURATION":         "0s",
+		"LOGIN_ACCOUNT_THROTTLE":      "off",
+		"RATE_LIMIT_REDIS_TIMEOUT":    "1ms",
+		"RATE_LIMIT_ENABLED":          "maybe",
+	} {
+		_, err := loadConfig(envOf(map[string]string{env: want}))
+		if err == nil || !strings.Contains(err.Error(), env) {
+			t.Errorf("%s=%s: err = %v, want it named", env, want, err)
+		}
+	}
+	_, err = loadConfig(envOf(map[string]string{"APP_ENV": "production", "JWT_SECRET": strings.Repeat("k", 40),
+		"DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379", "OPS_TOKEN": "short"}))
+	if err == nil || !strings.Contains(err.Error(), "OPS_TOKEN") {
+		t.Errorf("short OPS_TOKEN in production: %v", err)
+	}
+	var buf bytes.Buffer
+	cfg, _ = loadConfig(envOf(map[string]string{"OPS_TOKEN": "do-not-log-me"}))
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("configuration", "config", cfg)
+	if out := buf.String(); !strings.Contains(out, "RATE_LIMIT_ANON=60/m") || strings.Contains(out, "do-not-log-me") ||
+		!strings.Contains(out, "OPS_TOKEN=<redacted>") {
+		t.Errorf("logged configuration: %s", out)
+	}
+}
