@@ -127,4 +127,3 @@ func TestClientRequestShapes(t *testing.T) {
 		t.Fatalf("events request %+v", r)
 	}
 }
-
