@@ -241,7 +241,14 @@ func (in *Inbox) flush(batch []*inboxReq) {
 		}
 	}
 	if len(msgs) > 0 && in.opt.AfterCommit != nil {
-		in.opt.AfterCommit(ctx, msgs)
+		// Relaying is not part of the commit: it must not hold a flusher.
+		in.wg.Add(1)
+		go func() {
+			defer in.wg.Done()
+			rctx, cancel := context.WithTimeout(context.Background(), in.opt.Timeout)
+			defer cancel()
+			in.opt.AfterCommit(rctx, msgs)
+		}()
 	}
 }
 

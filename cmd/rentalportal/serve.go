@@ -79,6 +79,9 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	if err := devSecrets(cfg); err != nil {
 		return err
 	}
+	if err := devWebhookSecret(cfg); err != nil {
+		return err
+	}
 	log.Debug("configuration", "config", cfg)
 
 	p := &platform{cfg: cfg, log: log}
@@ -110,6 +113,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	}
 	if runAPI {
 		deps := p.apiDeps()
+		deps.Webhooks, deps.Inbox = p.webhookInbox()
 		if role == roleAll {
 			deps.Dashboard = dashboard
 		}
@@ -142,12 +146,16 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, mux, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
+		stripeAPI, err := p.stripeClient()
+		if err != nil {
+			return err
+		}
 		w := worker.New(worker.Config{
 			Concurrency:       cfg.WorkerConcurrency,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay})
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 	}
 	if runScheduler {
@@ -263,6 +271,7 @@ func (p *platform) apiConfig(role string) api.Config {
 		JWTIssuer:        p.cfg.JWTIssuer,
 		JWTAudience:      p.cfg.JWTAudience,
 		JWTTTL:           p.cfg.JWTTTL,
+		WebhookMaxBytes:  p.cfg.WebhookMaxBytes,
 	}
 }
 
@@ -373,10 +382,6 @@ func runMigrate(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "database (%s) migrated to version %d\n", db.Engine, v)
 	return nil
-}
-
-func runStripeTrigger(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return errors.New("stripe-trigger: not implemented yet")
 }
 
 // devSecrets gives development a JWT secret that survives restarts and is
