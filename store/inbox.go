@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -69,6 +70,16 @@ type Inbox struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	batches, rows atomic.Int64
+}
+
+// InboxStats counts committed batches and the entries they carried.
+type InboxStats struct{ Batches, Entries int64 }
+
+// Stats returns how many batches and entries were flushed so far.
+func (in *Inbox) Stats() InboxStats {
+	return InboxStats{Batches: in.batches.Load(), Entries: in.rows.Load()}
 }
 
 type inboxReq struct {
@@ -211,6 +222,8 @@ func (in *Inbox) flush(batch []*inboxReq) {
 		firstOf[r.entry.Event.ID] = r
 		entries = append(entries, r.entry)
 	}
+	in.batches.Add(1)
+	in.rows.Add(int64(len(batch)))
 	var inserted map[string]bool
 	err := in.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		ids, err := insertStripeEvents(ctx, tx, entries)
