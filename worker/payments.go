@@ -269,6 +269,10 @@ func (w *Worker) driftEvent(ctx context.Context, in payments.Intent) (payments.E
 		if in.BookingID == "" {
 			return payments.Event{}, false, nil // not one of ours
 		}
+		ok, err := store.BookingExists(ctx, w.deps.DB, in.BookingID)
+		if err != nil || !ok {
+			return payments.Event{}, false, err // not a booking of this deployment
+		}
 	case err != nil:
 		return payments.Event{}, false, err
 	default:
@@ -305,11 +309,17 @@ func (w *Worker) storeAndApply(ctx context.Context, ev payments.Event, rep *Reco
 	if err != nil {
 		return err
 	}
-	if _, err := store.InsertStripeEvent(ctx, w.deps.DB, en.Event, en.Task); err != nil {
+	inserted, err := store.InsertStripeEvent(ctx, w.deps.DB, en.Event, en.Task)
+	if err != nil {
 		return err
 	}
 	if en.Task == nil {
 		return nil // stored as unsupported_api_version
+	}
+	if !inserted {
+		// Stored before (a webhook or an earlier run): process it in case
+		// its task was lost; a processed event is a no-op.
+		return w.ProcessStripeEvent(ctx, ev.ID)
 	}
 	if err := w.ProcessStripeEvent(ctx, ev.ID); err != nil {
 		return err
