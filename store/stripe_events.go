@@ -132,6 +132,23 @@ func InsertStripeEvent(ctx context.Context, q Queryer, e StripeEvent, task *Outb
 	return len(ids) == 1, nil
 }
 
+// ParkedStripeEvents lists, oldest first, the events processed as
+// unknown_booking whose detail is one of details: events waiting for their
+// PaymentIntent or charge to be linked to a booking (the partial index
+// stripe_events_parked_idx serves this).
+func ParkedStripeEvents(ctx context.Context, q Queryer, details []string) ([]string, error) {
+	query, args, err := In(q, `SELECT id FROM stripe_events WHERE outcome = '`+OutcomeUnknownBooking+`'
+		AND outcome_detail IN (?) ORDER BY event_created, id`, details)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	if err := Select(ctx, q, &ids, query, args...); err != nil {
+		return nil, fmt.Errorf("parked stripe events: %w", err)
+	}
+	return ids, nil
+}
+
 // UnprocessedStripeEvents lists IDs of events received before `before` and
 // not yet processed, oldest first.
 func UnprocessedStripeEvents(ctx context.Context, q Queryer, before time.Time, limit int) ([]string, error) {

@@ -83,6 +83,10 @@ type applier struct {
 	msgs []tasks.Message
 	// changed is set by every write that changed our state.
 	changed bool
+	// payment is the payment the event resolved to, if any.
+	payment *store.Payment
+	// nested is set on the applier of a parked event drained by another.
+	nested bool
 }
 
 // result is what one family handler decided.
@@ -109,6 +113,19 @@ func (a *applier) apply(ctx context.Context) (outcome, detail string, err error)
 		return store.OutcomeIgnored, err.Error(), nil
 	}
 	a.env, a.obj = env, obj
+	outcome, detail, err = a.dispatch(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if outcome != store.OutcomeUnknownBooking {
+		if err := a.drainParked(ctx); err != nil {
+			return "", "", err
+		}
+	}
+	return outcome, detail, nil
+}
+
+func (a *applier) dispatch(ctx context.Context) (outcome, detail string, err error) {
 	switch a.ev.Type {
 	case "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled", "payment_intent.processing":
 		return a.paymentIntent(ctx)
@@ -143,31 +160,100 @@ func (a *applier) created() time.Time { return a.ev.EventCreated.UTC() }
 
 // lockPaymentBooking finds the booking an event's payment object belongs to
 // (metadata.booking_id, else the stored payment of its PaymentIntent or
-// charge) and locks it. A nil booking means the event names none we know.
-func (a *applier) lockPaymentBooking(ctx context.Context, bookingID, intentID, chargeID string) (*store.Booking, error) {
+// charge) and locks it. A nil booking means the event names none we know
+// yet; park is then the outcome detail that parks the event until its
+// PaymentIntent or charge becomes known (see drainParked).
+//
+// The PaymentIntent and charge are locked first (PostgreSQL advisory locks,
+// always in that order), so an event that parks itself and the event that
+// makes its payment known never miss each other.
+func (a *applier) lockPaymentBooking(ctx context.Context, bookingID, intentID, chargeID string) (b *store.Booking, park string, err error) {
 	q := a.tx
+	for _, ref := range []string{intentID, chargeID} {
+		if ref != "" {
+			if err := a.lockObject(ctx, ref); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	park = parkedOn(intentID, chargeID)
 	if bookingID == "" && intentID != "" {
 		if p, err := store.GetPaymentByIntent(ctx, q, intentID); err == nil {
 			bookingID = p.BookingID
 		} else if !store.ErrNoRows(err) {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	if bookingID == "" && chargeID != "" {
 		if p, err := store.GetPaymentByCharge(ctx, q, chargeID); err == nil {
 			bookingID = p.BookingID
 		} else if !store.ErrNoRows(err) {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	if bookingID == "" {
-		return nil, nil
+		return nil, park, nil
 	}
-	b, err := store.LockBooking(ctx, q, a.w.deps.DB.Engine, bookingID)
+	b, err = store.LockBooking(ctx, q, a.w.deps.DB.Engine, bookingID)
 	if store.ErrNoRows(err) {
-		return nil, nil
+		return nil, park, nil
 	}
-	return b, err
+	return b, "", err
+}
+
+// parkedOn is the outcome detail of an event waiting for its PaymentIntent
+// (or charge) to be linked to a booking.
+func parkedOn(intentID, chargeID string) string {
+	switch {
+	case intentID != "":
+		return "awaiting payment_intent " + intentID
+	case chargeID != "":
+		return "awaiting charge " + chargeID
+	}
+	return "names no booking"
+}
+
+// drainParked applies, in this transaction, the events that were parked
+// as unknown_booking waiting for this payment's PaymentIntent or charge:
+// a dispute or refund delivered before the payment it belongs to. They keep
+// their own IDs as history source.
+func (a *applier) drainParked(ctx context.Context) error {
+	if a.nested || a.payment == nil {
+		return nil
+	}
+	var keys []string
+	if a.payment.PaymentIntentID != nil {
+		keys = append(keys, parkedOn(*a.payment.PaymentIntentID, ""))
+	}
+	if a.payment.ChargeID != nil {
+		keys = append(keys, parkedOn("", *a.payment.ChargeID))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ids, err := store.ParkedStripeEvents(ctx, a.tx, keys)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		ev, err := store.LockStripeEvent(ctx, a.tx, a.w.deps.DB.Engine, id)
+		if err != nil {
+			return err
+		}
+		sub := &applier{w: a.w, tx: a.tx, ev: ev, nested: true}
+		outcome, detail, err := sub.apply(ctx)
+		if err != nil {
+			return err
+		}
+		if outcome == store.OutcomeUnknownBooking {
+			continue
+		}
+		if err := store.MarkStripeEvent(ctx, a.tx, ev.ID, outcome, detail); err != nil {
+			return err
+		}
+		a.msgs = append(a.msgs, sub.msgs...)
+	}
+	return nil
 }
 
 // paymentStatusOf maps a payment event to the payment status it reports.
@@ -182,14 +268,15 @@ var paymentStatusOf = map[string]string{
 
 func (a *applier) paymentIntent(ctx context.Context) (string, string, error) {
 	o := a.obj
-	b, err := a.lockPaymentBooking(ctx, o.BookingID(), o.ID, "")
+	b, park, err := a.lockPaymentBooking(ctx, o.BookingID(), o.ID, string(o.LatestCharge))
 	if err != nil || b == nil {
-		return store.OutcomeUnknownBooking, "payment intent " + o.ID + " names no known booking", err
+		return store.OutcomeUnknownBooking, park, err
 	}
 	p, err := store.EnsurePayment(ctx, a.tx, b, o.ID)
 	if err != nil {
 		return "", "", err
 	}
+	a.payment = p
 	if p.PaymentIntentID != nil && *p.PaymentIntentID != o.ID {
 		return store.OutcomeIgnored, fmt.Sprintf("payment intent %s is not the booking's (%s)", o.ID, *p.PaymentIntentID), nil
 	}
@@ -330,14 +417,15 @@ func (a *applier) requestRefund(ctx context.Context, b *store.Booking) error {
 func (a *applier) charge(ctx context.Context) (string, string, error) {
 	o := a.obj
 	intentID := string(o.PaymentIntent)
-	b, err := a.lockPaymentBooking(ctx, o.BookingID(), intentID, o.ID)
+	b, park, err := a.lockPaymentBooking(ctx, o.BookingID(), intentID, o.ID)
 	if err != nil || b == nil {
-		return store.OutcomeUnknownBooking, "charge " + o.ID + " names no known booking", err
+		return store.OutcomeUnknownBooking, park, err
 	}
 	p, err := store.EnsurePayment(ctx, a.tx, b, intentID)
 	if err != nil {
 		return "", "", err
 	}
+	a.payment = p
 	if intentID != "" && p.PaymentIntentID != nil && *p.PaymentIntentID != intentID {
 		return store.OutcomeIgnored, fmt.Sprintf("charge of intent %s, not the booking's (%s)", intentID, *p.PaymentIntentID), nil
 	}

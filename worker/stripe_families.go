@@ -38,14 +38,12 @@ func (a *applier) stamp(last **time.Time) {
 // the "created" event has not arrived yet).
 func (a *applier) dispute(ctx context.Context) (string, string, error) {
 	o := a.obj
-	b, err := a.lockPaymentBooking(ctx, o.BookingID(), string(o.PaymentIntent), string(o.Charge))
+	b, park, err := a.lockPaymentBooking(ctx, o.BookingID(), string(o.PaymentIntent), string(o.Charge))
 	if err != nil {
 		return "", "", err
 	}
-	if b == nil {
-		if err := a.lockObject(ctx, o.ID); err != nil {
-			return "", "", err
-		}
+	if err := a.lockObject(ctx, o.ID); err != nil {
+		return "", "", err
 	}
 	d, err := store.GetDispute(ctx, a.tx, o.ID)
 	if store.ErrNoRows(err) {
@@ -99,7 +97,7 @@ func (a *applier) dispute(ctx context.Context) (string, string, error) {
 		return "", "", err
 	}
 	if b == nil {
-		return store.OutcomeUnknownBooking, "dispute " + o.ID + " names no known booking", nil
+		return store.OutcomeUnknownBooking, park, nil
 	}
 	if err := a.disputeBooking(ctx, b, d.Status); err != nil {
 		return "", "", err

@@ -280,6 +280,30 @@ func TestStripeEventEdges(t *testing.T) {
 		if got := h.send("charge.dispute.created", t0, dispute("nobody", "needs_response")); got != store.OutcomeUnknownBooking {
 			t.Fatalf("unknown booking dispute: %s", got)
 		}
+		// A dispute and a refund delivered before their payment is known are
+		// parked, then applied in the transaction that links the payment.
+		early := h.booking(booking.PendingPayment, 12)
+		dp := dispute(early, "needs_response")
+		if got := h.send("charge.dispute.created", t0+10, dp); got != store.OutcomeUnknownBooking {
+			t.Fatalf("early dispute: %s", got)
+		}
+		if got := h.send("charge.dispute.funds_withdrawn", t0+11, dp); got != store.OutcomeUnknownBooking {
+			t.Fatalf("early funds_withdrawn: %s", got)
+		}
+		if got := h.send("payment_intent.succeeded", t0, intent(early, "succeeded")); got != store.OutcomeApplied {
+			t.Fatalf("payment: %s", got)
+		}
+		if s := h.status(early); s != booking.Disputed {
+			t.Fatalf("booking with a parked dispute: %s (history %v)", s, h.history(early))
+		}
+		var parked int
+		if err := store.Get(ctx, db, &parked, `SELECT count(*) FROM stripe_events WHERE outcome = ?`, store.OutcomeUnknownBooking); err != nil || parked != 2 {
+			t.Fatalf("still parked: %d %v (want the two strangers' events)", parked, err)
+		}
+		if d, err := store.GetDispute(ctx, db, "dp_"+early); err != nil || !d.FundsWithdrawn || d.BookingID == nil {
+			t.Fatalf("dispute %+v %v", d, err)
+		}
+
 		// Unknown type: stored and ignored.
 		if got := h.send("invoice.paid", t0, map[string]any{"id": "in_1", "object": "invoice"}); got != store.OutcomeIgnored {
 			t.Fatalf("unknown type: %s", got)
