@@ -73,6 +73,33 @@ func (w *Worker) ProcessStripeEvent(ctx context.Context, eventID string) error {
 	return nil
 }
 
+// stripeEventGrace is how old an unprocessed event must be before the
+// sweeper enqueues it again.
+const stripeEventGrace = 2 * time.Minute
+
+// sweepStripeEvents enqueues stripe:event again for events still
+// unprocessed after a grace period, whose task was lost after its outbox row
+// was relayed (a flushed or embedded Redis that restarted). A task still in
+// Redis keeps its ID, so this enqueues nothing twice.
+func (w *Worker) sweepStripeEvents(ctx context.Context) error {
+	ids, err := store.UnprocessedStripeEvents(ctx, w.deps.DB, time.Now().Add(-stripeEventGrace), 1000)
+	if err != nil {
+		return fmt.Errorf("sweep stripe events: %w", err)
+	}
+	msgs := make([]tasks.Message, 0, len(ids))
+	for _, id := range ids {
+		m, err := tasks.Encode(tasks.StripeEvent{EventID: id})
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) > 0 {
+		w.deps.Relay.Publish(ctx, msgs...)
+	}
+	return nil
+}
+
 // applier applies one event inside its transaction.
 type applier struct {
 	w    *Worker

@@ -422,3 +422,30 @@ func TestStripeOwnerFamilies(t *testing.T) {
 		}
 	})
 }
+
+// TestSweepReenqueuesLostStripeEvents: an event whose task was lost after
+// its outbox row was relayed is enqueued again by the sweeper.
+func TestSweepReenqueuesLostStripeEvents(t *testing.T) {
+	t.Parallel()
+	db := testkit.Postgres(t)
+	h := newHarness(t, db, nil)
+	ctx := context.Background()
+	ev, err := payments.ParseEvent(event("evt_lost", "payment_intent.succeeded", t0, intent("x", "succeeded")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := eventEntry(ev, store.EventSourceWebhook, store.Now().Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.InsertStripeEvent(ctx, db, en.Event, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.w.sweep(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	info, err := h.insp.GetTaskInfo(tasks.QueueCritical, tasks.StripeEvent{EventID: "evt_lost"}.TaskID())
+	if err != nil || info.Type != tasks.TypeStripeEvent {
+		t.Fatalf("re-enqueued task: %+v %v", info, err)
+	}
+}
