@@ -267,6 +267,9 @@ func (a *applier) drainParked(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if ev.Outcome != store.OutcomeUnknownBooking {
+			continue // drained meanwhile by another transaction
+		}
 		sub := &applier{w: a.w, tx: a.tx, ev: ev, nested: true}
 		outcome, detail, err := sub.apply(ctx)
 		if err != nil {

@@ -50,6 +50,9 @@ func run() error {
 	window := flag.Duration("window", 0, "batch window")
 	rate := flag.Int("rate", 0, "open-loop rate in events/s (0: closed loop, as fast as possible)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingestion run")
+	e2eRate := flag.Float64("e2e-rate", 200, "end-to-end: events/s of the loaded run (0 skips)")
+	e2eN := flag.Int("e2e-n", 2000, "end-to-end: events of the loaded run")
+	trickleN := flag.Int("trickle-n", 30, "end-to-end: events of the trickle run, one every 500 ms (0 skips)")
 	flag.Parse()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -237,6 +240,16 @@ func run() error {
 	raw := time.Since(start)
 	fmt.Printf("baseline raw asynq Enqueue: %d tasks: %.0f tasks/s (errors %d)\n", *n, float64(*n)/raw.Seconds(), enqErr.Load())
 	fmt.Printf("ratio ingestion/baseline: %.2f\n", raw.Seconds()/took.Seconds())
+	if *e2eRate > 0 {
+		if err := endToEnd(ctx, db, rc, url, secret, *e2eRate, *e2eN, "loaded"); err != nil {
+			return err
+		}
+	}
+	if *trickleN > 0 {
+		if err := endToEnd(ctx, db, rc, url, secret, 2, *trickleN, "trickle"); err != nil {
+			return err
+		}
+	}
 	return rc.FlushDB(ctx).Err()
 }
 
