@@ -123,5 +123,5 @@ func endToEnd(ctx context.Context, db *store.DB, rc redis.UniversalClient, url, 
 // nopRelay: the e2e events need no task relayed by the worker.
 type nopRelay struct{}
 
-func (nopRelay) Publish(context.Context, ...tasks.Message) {}
+func (nopRelay) Publish(context.Context, ...tasks.Message)                {}
 func (nopRelay) Pending(context.Context, time.Duration, int) (int, error) { return 0, nil }
