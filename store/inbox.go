@@ -224,18 +224,24 @@ func (in *Inbox) flush(batch []*inboxReq) {
 	}
 	in.batches.Add(1)
 	in.rows.Add(int64(len(batch)))
-	var inserted map[string]bool
-	err := in.db.InTx(ctx, func(tx *sqlx.Tx) error {
-		ids, err := insertStripeEvents(ctx, tx, entries)
-		if err != nil {
+	var ids []string
+	var err error
+	if in.db.Engine == Postgres {
+		// One statement is one implicit transaction: a single round trip
+		// instead of BEGIN, two INSERTs and COMMIT.
+		ids, err = insertStripeEventsOneStatement(ctx, in.db, entries)
+		err = Translate(err)
+	} else {
+		err = in.db.InTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			ids, err = insertStripeEvents(ctx, tx, entries)
 			return err
-		}
-		inserted = make(map[string]bool, len(ids))
-		for _, id := range ids {
-			inserted[id] = true
-		}
-		return nil
-	})
+		})
+	}
+	inserted := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inserted[id] = true
+	}
 	if err != nil {
 		if portal.ErrorCode(err) != portal.EUNAVAILABLE {
 			err = portal.WrapError(portal.EUNAVAILABLE, err, "the event could not be stored")
@@ -312,6 +318,68 @@ func insertStripeEvents(ctx context.Context, q Queryer, entries []InboxEntry) ([
 	}
 	if err := addOutboxRows(ctx, q, msgs); err != nil {
 		return nil, err
+	}
+	return ids, nil
+}
+
+// insertStripeEventsOneStatement is insertStripeEvents on PostgreSQL as one
+// statement: the outbox rows are inserted by a data-modifying CTE that joins
+// the events' RETURNING, so only new events get one, atomically.
+func insertStripeEventsOneStatement(ctx context.Context, q Queryer, entries []InboxEntry) ([]string, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	now := Now()
+	var sb strings.Builder
+	args := make([]any, 0, 18*len(entries))
+	sb.WriteString(`WITH ev AS (INSERT INTO stripe_events (id, type, api_version, livemode, object_id, event_created, payload,
+		source, received_at, processed_at, outcome, outcome_detail) VALUES `)
+	for i, en := range entries {
+		e := en.Event
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString("(?,?,?,?,?,?,?,?,?,?::timestamptz,?,?)")
+		src := e.Source
+		if src == "" {
+			src = EventSourceWebhook
+		}
+		recv := e.ReceivedAt
+		if recv.IsZero() {
+			recv = now
+		}
+		args = append(args, e.ID, e.Type, e.APIVersion, e.Livemode, e.ObjectID, e.EventCreated.UTC(), e.Payload, src,
+			recv.UTC(), e.ProcessedAt, e.Outcome, e.OutcomeDetail)
+	}
+	sb.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id)`)
+	first := true
+	for _, en := range entries {
+		if en.Task == nil {
+			continue
+		}
+		if first {
+			sb.WriteString(`, ob AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+				SELECT t.id, t.task_type, t.payload, t.process_at, t.created_at FROM (VALUES `)
+		} else {
+			sb.WriteString(",")
+		}
+		first = false
+		sb.WriteString("(?::text,?::text,?::text,?::bytea,?::timestamptz,?::timestamptz)")
+		var at *time.Time
+		if !en.Task.ProcessAt.IsZero() {
+			t := en.Task.ProcessAt.UTC().Truncate(time.Microsecond)
+			at = &t
+		}
+		args = append(args, en.Event.ID, en.Task.ID, en.Task.Type, en.Task.Payload, at, now)
+	}
+	if !first {
+		sb.WriteString(`) AS t (event_id, id, task_type, payload, process_at, created_at)
+			JOIN ev ON ev.id = t.event_id ON CONFLICT (id) DO NOTHING)`)
+	}
+	sb.WriteString(` SELECT id FROM ev`)
+	var ids []string
+	if err := Select(ctx, q, &ids, sb.String(), args...); err != nil {
+		return nil, fmt.Errorf("insert stripe events: %w", err)
 	}
 	return ids, nil
 }
