@@ -50,6 +50,7 @@ func run() error {
 	window := flag.Duration("window", 0, "batch window")
 	rate := flag.Int("rate", 0, "open-loop rate in events/s (0: closed loop, as fast as possible)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingestion run")
+	noRelay := flag.Bool("no-relay", false, "store only, relay nothing (to see what the relay costs)")
 	e2eRate := flag.Float64("e2e-rate", 200, "end-to-end: events/s of the loaded run (0 skips)")
 	e2eN := flag.Int("e2e-n", 2000, "end-to-end: events of the loaded run")
 	trickleN := flag.Int("trickle-n", 30, "end-to-end: events of the trickle run, one every 500 ms (0 skips)")
@@ -108,6 +109,10 @@ func run() error {
 	var relayed atomic.Int64
 	inbox := store.NewInbox(db, store.InboxOptions{MaxRows: *rows, Flushers: *flushers, Window: *window,
 		AfterCommit: func(ctx context.Context, msgs []store.OutboxMessage) {
+			if *noRelay {
+				relayed.Add(int64(len(msgs)))
+				return
+			}
 			tm := make([]tasks.Message, len(msgs))
 			for i, m := range msgs {
 				tm[i] = tasks.Message(m)
