@@ -29,7 +29,7 @@ func (s *Server) routes(r *gin.Engine) {
 	r.GET("/api/docs", html, notImplemented)
 
 	// Stripe: authenticated by the webhook signature.
-	r.POST("/webhooks/stripe", api, notImplemented)
+	r.POST("/webhooks/stripe", api, s.stripeWebhook)
 
 	// Anonymous clients.
 	v1 := r.Group("/api/v1", api, limit, s.rateLimit)

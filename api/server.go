@@ -40,6 +40,8 @@ type Config struct {
 	JWTIssuer   string
 	JWTAudience string
 	JWTTTL      time.Duration
+	// WebhookMaxBytes bounds a Stripe webhook body (413 beyond).
+	WebhookMaxBytes int64
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
@@ -73,6 +75,10 @@ type Deps struct {
 	Redis   Pinger
 	Queues  QueueInspector
 	Relay   Publisher
+	// Webhooks verifies Stripe deliveries and Inbox stores them; without
+	// both /webhooks/stripe answers 503.
+	Webhooks WebhookVerifier
+	Inbox    EventInbox
 	// Dashboard, when set, is served under /monitoring (the "all" role).
 	Dashboard http.Handler
 	// Metrics, when set, is served at /metrics.

@@ -29,7 +29,7 @@ func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 	if n > 0 {
 		w.log.InfoContext(ctx, "sweeper enqueued overdue booking expiries", "bookings", n)
 	}
-	return nil
+	return w.sweepStripeEvents(ctx)
 }
 
 // outboxRetention is how long relayed outbox rows are kept for inspection.

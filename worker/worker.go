@@ -43,6 +43,9 @@ type Deps struct {
 	Log   *slog.Logger
 	DB    *store.DB
 	Relay Publisher
+	// Stripe is the Stripe API; nil when no key is configured (bookings
+	// then wait for payment webhooks, refunds for charge.refunded).
+	Stripe StripeAPI
 	// Observer, if set, sees every task's outcome (metrics).
 	Observer Observer
 }

@@ -60,6 +60,12 @@ type Config struct {
 	StripeLivemode      bool          `env:"STRIPE_LIVEMODE" envDefault:"false"`
 	StripeTimeout       time.Duration `env:"STRIPE_TIMEOUT" envDefault:"3s" validate:"min=100ms,max=1m"`
 	WebhookTolerance    time.Duration `env:"STRIPE_WEBHOOK_TOLERANCE" envDefault:"300s" validate:"min=1s,max=1h"`
+	// Webhook inbox: body limit and group commit (rows per transaction, how
+	// long a batch waits for more rows, how many batches commit at once).
+	WebhookMaxBytes      int64         `env:"STRIPE_WEBHOOK_MAX_BYTES" envDefault:"262144" validate:"min=1024,max=16777216"`
+	WebhookBatchRows     int           `env:"STRIPE_WEBHOOK_BATCH_ROWS" envDefault:"256" validate:"min=1,max=2000"`
+	WebhookBatchWindow   time.Duration `env:"STRIPE_WEBHOOK_BATCH_WINDOW" envDefault:"0s" validate:"min=0,max=50ms"`
+	WebhookBatchFlushers int           `env:"STRIPE_WEBHOOK_BATCH_FLUSHERS" envDefault:"4" validate:"min=1,max=64"`
 
 	S3Bucket         string `env:"S3_BUCKET"`
 	S3Region         string `env:"S3_REGION" envDefault:"us-east-1"`

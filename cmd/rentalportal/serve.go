@@ -79,6 +79,9 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	if err := devSecrets(cfg); err != nil {
 		return err
 	}
+	if err := devWebhookSecret(cfg); err != nil {
+		return err
+	}
 	log.Debug("configuration", "config", cfg)
 
 	p := &platform{cfg: cfg, log: log}
@@ -113,6 +116,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		if err := p.edgeDeps(&deps); err != nil {
 			return err
 		}
+		deps.Webhooks, deps.Inbox = p.webhookInbox()
 		if role == roleAll {
 			deps.Dashboard = dashboard
 		}
@@ -146,12 +150,16 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, h, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
+		stripeAPI, err := p.stripeClient()
+		if err != nil {
+			return err
+		}
 		w := worker.New(worker.Config{
 			Concurrency:       cfg.WorkerConcurrency,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay})
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
@@ -295,6 +303,7 @@ func (p *platform) apiConfig(role string) api.Config {
 		BookingMaxAdvanceDays: p.cfg.BookingMaxAdvanceDays,
 		RateLimitTimeout:      p.cfg.RateLimitTimeout,
 		OpsToken:              p.cfg.OpsToken,
+		WebhookMaxBytes:       p.cfg.WebhookMaxBytes,
 	}
 }
 
@@ -405,10 +414,6 @@ func runMigrate(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "database (%s) migrated to version %d\n", db.Engine, v)
 	return nil
-}
-
-func runStripeTrigger(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return errors.New("stripe-trigger: not implemented yet")
 }
 
 // devSecrets gives development a JWT secret that survives restarts and is
