@@ -1,0 +1,485 @@
+// Package imagingbench measures the imaging pipeline for `make bench`: the
+// time to make three variants of a 12-megapixel JPEG as a ratio to the pure
+// image/jpeg decode of the same file measured in the same run, the quality
+// (PSNR against a CatmullRom reference scaled from the full image), the same
+// figures for nfnt/resize and golang.org/x/image/draw pipelines, the peak RSS
+// of one task, and the peak RSS of a burst of uploads through the
+// memory-budget limiter. It is self-contained: the test image is generated.
+package imagingbench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nfnt/resize"
+	"golang.org/x/image/draw"
+
+	"github.com/rentalportal/portal/imaging"
+)
+
+// Options tune Run.
+type Options struct {
+	Width, Height int   // test image (0: 4000×3000, 12 MP)
+	Rounds        int   // timed rounds of each pipeline (0: 5)
+	Burst         int   // uploads in the burst (0: 50; <0 skips it)
+	BurstWorkers  int   // concurrent tasks offered (0: 20, the worker's default concurrency)
+	BudgetBytes   int64 // memory budget of the burst (0: 256 MiB)
+	Quality       int   // JPEG quality of the variants (0: 85)
+}
+
+func (o *Options) defaults() {
+	if o.Width == 0 || o.Height == 0 {
+		o.Width, o.Height = 4000, 3000
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 5
+	}
+	if o.Burst == 0 {
+		o.Burst = 50
+	}
+	if o.BurstWorkers <= 0 {
+		o.BurstWorkers = 20
+	}
+	if o.BudgetBytes <= 0 {
+		o.BudgetBytes = 256 << 20
+	}
+	if o.Quality <= 0 {
+		o.Quality = 85
+	}
+}
+
+// Report is what Run measured.
+type Report struct {
+	Width, Height int
+	FileBytes     int
+	Decode        time.Duration // median pure image/jpeg decode
+	Pipelines     []Pipeline
+	PeakRSSTask   int64 // VmHWM during one task, whole process
+	BaseRSS       int64 // RSS just before it
+	BurstPeakRSS  int64
+	BurstBaseRSS  int64
+	Burst         int
+	BurstWorkers  int
+	BudgetBytes   int64
+	BurstWall     time.Duration
+	MaxInFlight   int
+}
+
+// Pipeline is one way of making the three variants.
+type Pipeline struct {
+	Name   string
+	Median time.Duration // decode + scale + encode of all three variants
+	Ratio  float64       // Median / Report.Decode
+	PSNR   map[string]float64 // of the scaled pixels, before encoding
+	// PSNRJPEG is of the variants as decoded from their JPEG (encoding loss
+	// included).
+	PSNRJPEG map[string]float64
+}
+
+// Run generates the test JPEG, measures every pipeline and writes a report.
+func Run(w io.Writer, o Options) (*Report, error) {
+	o.defaults()
+	src := Generate(o.Width, o.Height, 1)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, src, &jpeg.Options{Quality: 90}); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	src = nil
+	rep := &Report{Width: o.Width, Height: o.Height, FileBytes: len(data), Burst: o.Burst,
+		BurstWorkers: o.BurstWorkers, BudgetBytes: o.BudgetBytes}
+
+	// Reference: CatmullRom from the full decoded image to each size.
+	full, err := jpeg.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]*image.RGBA{}
+	for _, s := range imaging.DefaultSpecs {
+		rw, rh := imaging.Fit(o.Width, o.Height, s.LongEdge)
+		r := image.NewRGBA(image.Rect(0, 0, rw, rh))
+		draw.CatmullRom.Scale(r, r.Bounds(), full, full.Bounds(), draw.Src, nil)
+		refs[s.Name] = r
+	}
+	full = nil
+
+	type pipeline struct {
+		name string
+		// run makes the three encoded variants; with keep it also returns
+		// the scaled pixels and the decoded JPEGs (outside the timing).
+		run func(data []byte, keep bool) (pre, post map[string]image.Image, err error)
+	}
+	pipes := []pipeline{
+		{"imaging Area (YCbCr planes, cascade)", ours(imaging.Area, o.Quality)},
+		{"imaging Triangle (YCbCr planes, cascade)", ours(imaging.Triangle, o.Quality)},
+		{"nfnt/resize Lanczos3 cascade", generic(o.Quality, func(r image.Rectangle, s image.Image) image.Image {
+			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Lanczos3)
+		})},
+		{"nfnt/resize Bilinear cascade", generic(o.Quality, func(r image.Rectangle, s image.Image) image.Image {
+			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Bilinear)
+		})},
+		{"x/image/draw CatmullRom cascade", generic(o.Quality, xdraw(draw.CatmullRom))},
+		{"x/image/draw ApproxBiLinear cascade", generic(o.Quality, xdraw(draw.ApproxBiLinear))},
+	}
+
+	// Decode and our pipelines alternate, Rounds times, so that machine
+	// noise hits both alike; the slower comparisons run two rounds.
+	var decodes []time.Duration
+	times := make([][]time.Duration, len(pipes))
+	for r := 0; r < o.Rounds; r++ {
+		runtime.GC()
+		t := time.Now()
+		if _, err := jpeg.Decode(bytes.NewReader(data)); err != nil {
+			return nil, err
+		}
+		decodes = append(decodes, time.Since(t))
+		for i, p := range pipes {
+			if i >= 2 && r >= 2 {
+				continue
+			}
+			runtime.GC()
+			t := time.Now()
+			if _, _, err := p.run(data, false); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			times[i] = append(times[i], time.Since(t))
+		}
+	}
+	rep.Decode = median(decodes)
+	for i, p := range pipes {
+		pre, post, err := p.run(data, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		pl := Pipeline{Name: p.name, Median: median(times[i]), PSNR: map[string]float64{}, PSNRJPEG: map[string]float64{}}
+		pl.Ratio = float64(pl.Median) / float64(rep.Decode)
+		for name, ref := range refs {
+			pl.PSNR[name] = PSNR(ref, pre[name])
+			pl.PSNRJPEG[name] = PSNR(ref, post[name])
+		}
+		rep.Pipelines = append(rep.Pipelines, pl)
+	}
+	refs = nil
+
+	// Peak RSS of one task: reset the high-water mark, run, read it.
+	rep.BaseRSS, rep.PeakRSSTask = peakRSSOf(func() {
+		_, _ = imaging.Process(data, imaging.Options{Quality: o.Quality})
+	})
+	if o.Burst > 0 {
+		if err := burst(rep, data, o); err != nil {
+			return nil, err
+		}
+	}
+	rep.Print(w)
+	return rep, nil
+}
+
+// ours is the production pipeline: imaging.Process.
+func ours(f imaging.Filter, quality int) func([]byte, bool) (map[string]image.Image, map[string]image.Image, error) {
+	return func(data []byte, keep bool) (map[string]image.Image, map[string]image.Image, error) {
+		opt := imaging.Options{Filter: f, Quality: quality}
+		res, err := imaging.Process(data, opt)
+		if err != nil || !keep {
+			return nil, nil, err
+		}
+		src, err := jpeg.Decode(bytes.NewReader(data))
+		if err != nil {
+			return nil, nil, err
+		}
+		pre, post := map[string]image.Image{}, map[string]image.Image{}
+		for i, img := range imaging.Scale(src, 1, opt) {
+			pre[imaging.DefaultSpecs[i].Name] = img
+		}
+		for _, v := range res.Variants {
+			if post[v.Name], err = jpeg.Decode(bytes.NewReader(v.Data)); err != nil {
+				return nil, nil, err
+			}
+		}
+		return pre, post, nil
+	}
+}
+
+// generic is the naive pipeline with a pluggable scaler: decode, scale
+// large from the original and each smaller from the one before, encode.
+func generic(quality int, scale func(dst image.Rectangle, src image.Image) image.Image) func([]byte, bool) (map[string]image.Image, map[string]image.Image, error) {
+	return func(data []byte, keep bool) (map[string]image.Image, map[string]image.Image, error) {
+		src, err := jpeg.Decode(bytes.NewReader(data))
+		if err != nil {
+			return nil, nil, err
+		}
+		pre, post := map[string]image.Image{}, map[string]image.Image{}
+		for _, s := range imaging.DefaultSpecs {
+			b := src.Bounds()
+			w, h := imaging.Fit(b.Dx(), b.Dy(), s.LongEdge)
+			src = scale(image.Rect(0, 0, w, h), src)
+			var buf bytes.Buffer
+			if err := jpeg.Encode(&buf, src, &jpeg.Options{Quality: quality}); err != nil {
+				return nil, nil, err
+			}
+			if keep {
+				pre[s.Name] = src
+				if post[s.Name], err = jpeg.Decode(bytes.NewReader(buf.Bytes())); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		return pre, post, nil
+	}
+}
+
+func xdraw(k draw.Interpolator) func(image.Rectangle, image.Image) image.Image {
+	return func(r image.Rectangle, s image.Image) image.Image {
+		dst := image.NewRGBA(r)
+		k.Scale(dst, r, s, s.Bounds(), draw.Src, nil)
+		return dst
+	}
+}
+
+// burst offers Burst uploads to BurstWorkers concurrent tasks that go
+// through the memory-budget limiter as the worker's do, and records the
+// peak RSS and the most tasks that held image memory at once.
+func burst(rep *Report, data []byte, o Options) error {
+	lim := imaging.NewLimiter(o.BudgetBytes)
+	var mu sync.Mutex
+	inFlight := 0
+	var firstErr error
+	rep.BurstBaseRSS, rep.BurstPeakRSS = peakRSSOf(func() {
+		start := time.Now()
+		jobs := make(chan int)
+		var wg sync.WaitGroup
+		for i := 0; i < o.BurstWorkers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range jobs {
+					info, err := imaging.Probe(bytes.NewReader(data))
+					if err == nil {
+						var release func()
+						release, err = lim.Acquire(context.Background(),
+							imaging.EstimateBytes(info, int64(len(data)), imaging.DefaultSpecs[0].LongEdge))
+						if err == nil {
+							mu.Lock()
+							inFlight++
+							rep.MaxInFlight = max(rep.MaxInFlight, inFlight)
+							mu.Unlock()
+							// The worker downloads the object after acquiring.
+							own := bytes.Clone(data)
+							_, err = imaging.Process(own, imaging.Options{Quality: o.Quality})
+							mu.Lock()
+							inFlight--
+							mu.Unlock()
+							release()
+						}
+					}
+					if err != nil {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for i := 0; i < o.Burst; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		rep.BurstWall = time.Since(start)
+	})
+	return firstErr
+}
+
+// peakRSSOf resets the process's RSS high-water mark (Linux clear_refs 5),
+// runs f, and returns the RSS before and the high-water mark after; zeros
+// where /proc is unavailable.
+func peakRSSOf(f func()) (base, peak int64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	base = procStatus("VmRSS")
+	f()
+	peak = procStatus("VmHWM")
+	return base, peak
+}
+
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Print writes the report as a table.
+func (r *Report) Print(w io.Writer) {
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	fmt.Fprintf(w, "imaging: three variants (1200/600/150) of a %dx%d JPEG (%.1f MP, %.1f MiB), GOMAXPROCS=%d\n",
+		r.Width, r.Height, float64(r.Width*r.Height)/1e6, mib(int64(r.FileBytes)), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "  baseline: image/jpeg decode alone            %8.1f ms  (1.00x)\n", ms(r.Decode))
+	for _, p := range r.Pipelines {
+		fmt.Fprintf(w, "  %-44s %8.1f ms  (%.2fx decode)  PSNR large/medium/thumb %.1f/%.1f/%.1f dB (after JPEG %.1f/%.1f/%.1f)\n",
+			p.Name, ms(p.Median), p.Ratio, p.PSNR["large"], p.PSNR["medium"], p.PSNR["thumb"],
+			p.PSNRJPEG["large"], p.PSNRJPEG["medium"], p.PSNRJPEG["thumb"])
+	}
+	fmt.Fprintf(w, "  PSNR: each variant vs CatmullRom scaled from the full image; pixels before encoding, and decoded from the JPEG\n")
+	fmt.Fprintf(w, "  peak RSS of one task: %.1f MiB (process RSS before: %.1f MiB)\n", mib(r.PeakRSSTask), mib(r.BaseRSS))
+	if r.Burst > 0 {
+		fmt.Fprintf(w, "  burst of %d uploads, %d concurrent tasks, budget %.0f MiB: peak RSS %.1f MiB (before: %.1f MiB), "+
+			"at most %d images in memory at once, %.1f s\n", r.Burst, r.BurstWorkers, mib(r.BudgetBytes),
+			mib(r.BurstPeakRSS), mib(r.BurstBaseRSS), r.MaxInFlight, r.BurstWall.Seconds())
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// PSNR compares two images of the same size over R, G and B, in dB; +Inf
+// when identical, 0 when the sizes differ.
+func PSNR(ref, img image.Image) float64 {
+	if img == nil || ref.Bounds().Size() != img.Bounds().Size() {
+		return 0
+	}
+	a, b := asRGBA(ref), asRGBA(img)
+	var sum float64
+	n := 0
+	for y := 0; y < a.Rect.Dy(); y++ {
+		ra := a.Pix[y*a.Stride : y*a.Stride+a.Rect.Dx()*4]
+		rb := b.Pix[y*b.Stride : y*b.Stride+b.Rect.Dx()*4]
+		for x := 0; x < len(ra); x += 4 {
+			for c := 0; c < 3; c++ {
+				d := float64(ra[x+c]) - float64(rb[x+c])
+				sum += d * d
+			}
+			n += 3
+		}
+	}
+	if sum == 0 {
+		return math.Inf(1)
+	}
+	return 10 * math.Log10(255*255/(sum/float64(n)))
+}
+
+func asRGBA(img image.Image) *image.RGBA {
+	if m, ok := img.(*image.RGBA); ok && m.Rect.Min == (image.Point{}) {
+		return m
+	}
+	b := img.Bounds()
+	m := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	draw.Draw(m, m.Bounds(), img, b.Min, draw.Src)
+	return m
+}
+
+// Generate makes a w×h photo-like test image: smooth colour gradients,
+// sensor-like noise, sharp-edged shapes, fine stripes and a zone plate of
+// rising frequency (which shows aliasing at once).
+func Generate(w, h int, seed uint64) *image.YCbCr {
+	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	type disc struct{ x, y, r, dy, dcb, dcr float64 }
+	discs := make([]disc, 60)
+	for i := range discs {
+		discs[i] = disc{rng.Float64() * float64(w), rng.Float64() * float64(h), 20 + rng.Float64()*float64(w)/12,
+			rng.Float64()*120 - 60, rng.Float64()*60 - 30, rng.Float64()*60 - 30}
+	}
+	cx, cy := float64(w)*0.75, float64(h)*0.3
+	zr := float64(min(w, h)) / 5
+	noise := make([]int8, 4096)
+	for i := range noise {
+		noise[i] = int8(rng.NormFloat64() * 6)
+	}
+	parallelRows(h, func(y int) {
+		fy := float64(y)
+		n := int(uint(y) * 2654435761 % 4096)
+		for x := 0; x < w; x++ {
+			fx := float64(x)
+			v := 60 + 120*fx/float64(w)*0.6 + 80*fy/float64(h)*0.4 + 20*math.Sin(fx/180)*math.Cos(fy/240)
+			for _, d := range discs {
+				if (fx-d.x)*(fx-d.x)+(fy-d.y)*(fy-d.y) < d.r*d.r {
+					v += d.dy
+				}
+			}
+			// Fine stripes in a band: detail near the Nyquist limit of the variants.
+			if y > h/2 && y < h/2+h/10 {
+				v += 25 * math.Sin(fx*0.9)
+			}
+			// Zone plate.
+			dx, dy := fx-cx, fy-cy
+			if r2 := dx*dx + dy*dy; r2 < zr*zr {
+				v += 60 * math.Cos(r2*math.Pi/(zr*4))
+			}
+			v += float64(noise[(n+x*7)%4096])
+			img.Y[y*img.YStride+x] = clamp8(v)
+		}
+	})
+	cw, ch := (w+1)/2, (h+1)/2
+	parallelRows(ch, func(y int) {
+		fy := float64(2 * y)
+		for x := 0; x < cw; x++ {
+			fx := float64(2 * x)
+			cb := 128 + 40*math.Sin(fx/700) - 30*fy/float64(h)
+			cr := 128 + 35*math.Cos(fy/500) + 20*fx/float64(w)
+			for _, d := range discs {
+				if (fx-d.x)*(fx-d.x)+(fy-d.y)*(fy-d.y) < d.r*d.r {
+					cb += d.dcb
+					cr += d.dcr
+				}
+			}
+			img.Cb[y*img.CStride+x] = clamp8(cb)
+			img.Cr[y*img.CStride+x] = clamp8(cr)
+		}
+	})
+	return img
+}
+
+func parallelRows(h int, f func(y int)) {
+	var wg sync.WaitGroup
+	procs := runtime.GOMAXPROCS(0)
+	for p := 0; p < procs; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for y := p; y < h; y += procs {
+				f(y)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func clamp8(v float64) uint8 {
+	if v < 0 {
+		return 0
+	}
+	if v > 255 {
+		return 255
+	}
+	return uint8(v + 0.5)
+}
