@@ -82,8 +82,8 @@ type Report struct {
 // Pipeline is one way of making the three variants.
 type Pipeline struct {
 	Name   string
-	Median time.Duration // decode + scale + encode of all three variants
-	Ratio  float64       // Median / Report.Decode
+	Median time.Duration      // decode + scale + encode of all three variants
+	Ratio  float64            // Median / Report.Decode
 	PSNR   map[string]float64 // of the scaled pixels, before encoding
 	// PSNRJPEG is of the variants as decoded from their JPEG (encoding loss
 	// included).
