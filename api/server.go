@@ -41,6 +41,8 @@ type Config struct {
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
+	// Uploads are the limits and link lifetimes of uploads.
+	Uploads UploadConfig
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -60,6 +62,8 @@ type Deps struct {
 	Dashboard http.Handler
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Blobs stores uploads (S3, or the local folder served under /blobs/).
+	Blobs BlobStore
 }
 
 // Server is the HTTP API.
@@ -80,6 +84,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// Gin's debug mode only prints routes and warnings; our own logs say
 	// what matters, in both environments.
 	gin.SetMode(gin.ReleaseMode)
+	cfg.Uploads.defaults()
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
 	r := gin.New()
