@@ -238,3 +238,13 @@ func DisputeBookingID(ctx context.Context, q Queryer, disputeID string) (string,
 	}
 	return *b, nil
 }
+
+// DeletePendingUpload deletes an upload only while it is still pending (a
+// complete racing the cleanup wins); it reports whether it deleted.
+func DeletePendingUpload(ctx context.Context, q Queryer, id string) (bool, error) {
+	n, err := Exec(ctx, q, `DELETE FROM uploads WHERE id = ? AND status = ?`, id, UploadPending)
+	if err != nil {
+		return false, fmt.Errorf("delete pending upload %s: %w", id, err)
+	}
+	return n > 0, nil
+}
