@@ -335,7 +335,11 @@ func encode(name string, img image.Image, quality int) (Variant, error) {
 func EstimateBytes(info Info, encodedSize int64, largestEdge int) int64 {
 	px := info.Pixels()
 	decoded, convert, chans := int64(4), int64(4), int64(4)
-	switch info.colorModel {
+	model := info.colorModel
+	if model == nil && info.Format == "jpeg" {
+		model = color.YCbCrModel // an Info made by hand: assume a colour photo
+	}
+	switch model {
 	case color.YCbCrModel:
 		if info.Format == "jpeg" {
 			decoded, convert, chans = 3, 0, 3
