@@ -2,6 +2,7 @@ package imaging
 
 import (
 	"context"
+	"runtime"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -32,4 +33,15 @@ func (l *Limiter) Acquire(ctx context.Context, n int64) (func(), error) {
 		return nil, err
 	}
 	return func() { l.sem.Release(n) }, nil
+}
+
+// Slots sizes an image worker: as many concurrent tasks as the budget holds
+// typical 12 MP camera JPEGs, but no more than two per core (the work is
+// CPU-bound; the second overlaps downloads and uploads), and at least one.
+// The Limiter keeps the sum within the budget whatever the mix: larger
+// images take more of it and so run fewer at once.
+func Slots(budget int64, largestEdge int) int {
+	typical := EstimateBytes(Info{Format: "jpeg", Width: 4000, Height: 3000}, 6<<20, largestEdge)
+	n := int(budget / typical)
+	return max(1, min(n, 2*runtime.GOMAXPROCS(0)))
 }

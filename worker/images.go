@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"runtime"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -34,8 +33,7 @@ type ImageConfig struct {
 	// header) before it downloads and decodes.
 	MemoryBudget int64
 	// Concurrency is how many image tasks run at once, on their own asynq
-	// server for the images queue (0: derived from the budget and the
-	// cores; see imageSlots).
+	// server for the images queue (0: imaging.Slots of the budget).
 	Concurrency int
 	// PendingTTL is how long a presigned upload may stay pending before
 	// maintenance:cleanup deletes it (0: 24h).
@@ -59,7 +57,7 @@ func (c *ImageConfig) defaults() {
 		c.MemoryBudget = 512 << 20
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = imageSlots(c.MemoryBudget, c.largestEdge())
+		c.Concurrency = imaging.Slots(c.MemoryBudget, c.largestEdge())
 	}
 	if c.PendingTTL <= 0 {
 		c.PendingTTL = 24 * time.Hour
@@ -78,16 +76,6 @@ func (c *ImageConfig) largestEdge() int {
 		le = 1200
 	}
 	return le
-}
-
-// imageSlots sizes the images queue: as many tasks as the budget holds
-// typical 12 MP camera JPEGs, but no more than two per core (the work is
-// CPU-bound; the second one overlaps downloads and uploads), and at least
-// one. Larger images take more of the budget and so run fewer at once.
-func imageSlots(budget int64, largestEdge int) int {
-	typical := imaging.EstimateBytes(imaging.Info{Format: "jpeg", Width: 4000, Height: 3000}, 6<<20, largestEdge)
-	n := int(budget / typical)
-	return max(1, min(n, 2*runtime.GOMAXPROCS(0)))
 }
 
 // BlobStore is the part of blob.Store the worker uses.

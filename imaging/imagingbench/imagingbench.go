@@ -36,8 +36,8 @@ type Options struct {
 	Width, Height int   // test image (0: 4000×3000, 12 MP)
 	Rounds        int   // timed rounds of each pipeline (0: 5)
 	Burst         int   // uploads in the burst (0: 50; <0 skips it)
-	BurstWorkers  int   // concurrent tasks offered (0: 20, the worker's default concurrency)
-	BudgetBytes   int64 // memory budget of the burst (0: 256 MiB)
+	BurstWorkers  int   // concurrent image tasks (0: imaging.Slots of the budget, as the worker sizes its images queue)
+	BudgetBytes   int64 // memory budget of the burst (0: 512 MiB, the worker's default)
 	Quality       int   // JPEG quality of the variants (0: 85)
 }
 
@@ -51,11 +51,11 @@ func (o *Options) defaults() {
 	if o.Burst == 0 {
 		o.Burst = 50
 	}
-	if o.BurstWorkers <= 0 {
-		o.BurstWorkers = 20
-	}
 	if o.BudgetBytes <= 0 {
-		o.BudgetBytes = 256 << 20
+		o.BudgetBytes = 512 << 20
+	}
+	if o.BurstWorkers <= 0 {
+		o.BurstWorkers = imaging.Slots(o.BudgetBytes, imaging.DefaultSpecs[0].LongEdge)
 	}
 	if o.Quality <= 0 {
 		o.Quality = 85
@@ -93,13 +93,10 @@ type Pipeline struct {
 // Run generates the test JPEG, measures every pipeline and writes a report.
 func Run(w io.Writer, o Options) (*Report, error) {
 	o.defaults()
-	src := Generate(o.Width, o.Height, 1)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, src, &jpeg.Options{Quality: 90}); err != nil {
+	data, err := TestJPEG(o.Width, o.Height)
+	if err != nil {
 		return nil, err
 	}
-	data := buf.Bytes()
-	src = nil
 	rep := &Report{Width: o.Width, Height: o.Height, FileBytes: len(data), Burst: o.Burst,
 		BurstWorkers: o.BurstWorkers, BudgetBytes: o.BudgetBytes}
 
@@ -108,33 +105,10 @@ func Run(w io.Writer, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	refs := map[string]*image.RGBA{}
-	for _, s := range imaging.DefaultSpecs {
-		rw, rh := imaging.Fit(o.Width, o.Height, s.LongEdge)
-		r := image.NewRGBA(image.Rect(0, 0, rw, rh))
-		draw.CatmullRom.Scale(r, r.Bounds(), full, full.Bounds(), draw.Src, nil)
-		refs[s.Name] = r
-	}
+	refs := References(full)
 	full = nil
 
-	type pipeline struct {
-		name string
-		// run makes the three encoded variants; with keep it also returns
-		// the scaled pixels and the decoded JPEGs (outside the timing).
-		run func(data []byte, keep bool) (pre, post map[string]image.Image, err error)
-	}
-	pipes := []pipeline{
-		{"imaging Area (YCbCr planes, cascade)", ours(imaging.Area, o.Quality)},
-		{"imaging Triangle (YCbCr planes, cascade)", ours(imaging.Triangle, o.Quality)},
-		{"nfnt/resize Lanczos3 cascade", generic(o.Quality, func(r image.Rectangle, s image.Image) image.Image {
-			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Lanczos3)
-		})},
-		{"nfnt/resize Bilinear cascade", generic(o.Quality, func(r image.Rectangle, s image.Image) image.Image {
-			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Bilinear)
-		})},
-		{"x/image/draw CatmullRom cascade", generic(o.Quality, xdraw(draw.CatmullRom))},
-		{"x/image/draw ApproxBiLinear cascade", generic(o.Quality, xdraw(draw.ApproxBiLinear))},
-	}
+	pipes := Pipelines(o.Quality)
 
 	// Decode and our pipelines alternate, Rounds times, so that machine
 	// noise hits both alike; the slower comparisons run two rounds.
@@ -153,19 +127,19 @@ func Run(w io.Writer, o Options) (*Report, error) {
 			}
 			runtime.GC()
 			t := time.Now()
-			if _, _, err := p.run(data, false); err != nil {
-				return nil, fmt.Errorf("%s: %w", p.name, err)
+			if _, _, err := p.Run(data, false); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Name, err)
 			}
 			times[i] = append(times[i], time.Since(t))
 		}
 	}
 	rep.Decode = median(decodes)
 	for i, p := range pipes {
-		pre, post, err := p.run(data, true)
+		pre, post, err := p.Run(data, true)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.name, err)
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
-		pl := Pipeline{Name: p.name, Median: median(times[i]), PSNR: map[string]float64{}, PSNRJPEG: map[string]float64{}}
+		pl := Pipeline{Name: p.Name, Median: median(times[i]), PSNR: map[string]float64{}, PSNRJPEG: map[string]float64{}}
 		pl.Ratio = float64(pl.Median) / float64(rep.Decode)
 		for name, ref := range refs {
 			pl.PSNR[name] = PSNR(ref, pre[name])
@@ -186,6 +160,53 @@ func Run(w io.Writer, o Options) (*Report, error) {
 	}
 	rep.Print(w)
 	return rep, nil
+}
+
+// NamedPipeline is one way of making the three variants of a JPEG.
+type NamedPipeline struct {
+	Name string
+	// Run makes the three encoded variants; with keep it also returns the
+	// scaled pixels and the decoded JPEGs (for PSNR, outside any timing).
+	Run func(data []byte, keep bool) (pre, post map[string]image.Image, err error)
+}
+
+// Pipelines are the production pipeline (imaging.Process with the Area
+// first step, and with Triangle) and the naive ones it is compared with:
+// decode, nfnt/resize or x/image/draw from each variant to the next, encode.
+func Pipelines(quality int) []NamedPipeline {
+	return []NamedPipeline{
+		{"imaging Area (YCbCr planes, cascade)", ours(imaging.Area, quality)},
+		{"imaging Triangle (YCbCr planes, cascade)", ours(imaging.Triangle, quality)},
+		{"nfnt/resize Lanczos3 cascade", generic(quality, func(r image.Rectangle, s image.Image) image.Image {
+			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Lanczos3)
+		})},
+		{"nfnt/resize Bilinear cascade", generic(quality, func(r image.Rectangle, s image.Image) image.Image {
+			return resize.Resize(uint(r.Dx()), uint(r.Dy()), s, resize.Bilinear)
+		})},
+		{"x/image/draw CatmullRom cascade", generic(quality, xdraw(draw.CatmullRom))},
+		{"x/image/draw ApproxBiLinear cascade", generic(quality, xdraw(draw.ApproxBiLinear))},
+	}
+}
+
+// References scales the full image with x/image/draw's CatmullRom straight
+// to each default variant size: the quality reference.
+func References(full image.Image) map[string]*image.RGBA {
+	refs := map[string]*image.RGBA{}
+	b := full.Bounds()
+	for _, s := range imaging.DefaultSpecs {
+		rw, rh := imaging.Fit(b.Dx(), b.Dy(), s.LongEdge)
+		r := image.NewRGBA(image.Rect(0, 0, rw, rh))
+		draw.CatmullRom.Scale(r, r.Bounds(), full, b, draw.Src, nil)
+		refs[s.Name] = r
+	}
+	return refs
+}
+
+// TestJPEG is the generated w×h test photo as a quality-90 JPEG.
+func TestJPEG(w, h int) ([]byte, error) {
+	var buf bytes.Buffer
+	err := jpeg.Encode(&buf, Generate(w, h, 1), &jpeg.Options{Quality: 90})
+	return buf.Bytes(), err
 }
 
 // ours is the production pipeline: imaging.Process.
