@@ -149,6 +149,22 @@ func (s *Server) uploadJSON(ctx context.Context, base string, u *store.Upload) (
 	return r, nil
 }
 
+// uploadsJSON renders the uploads among ids that exist (listing photos),
+// keyed by ID.
+func (s *Server) uploadsJSON(ctx context.Context, base string, ids []string) (map[string]UploadResponse, error) {
+	ups, err := store.UploadsByIDs(ctx, s.deps.DB, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]UploadResponse, len(ups))
+	for id, u := range ups {
+		if out[id], err = s.uploadJSON(ctx, base, u); err != nil {
+			return nil, blobError(err)
+		}
+	}
+	return out, nil
+}
+
 // disposition is how a browser should treat the original: documents are
 // always downloaded, never rendered in our origin.
 func disposition(u *store.Upload) string {
@@ -259,6 +275,8 @@ func blobError(err error) error {
 		return err
 	case errors.Is(err, blob.ErrNotFound):
 		return portal.WrapError(portal.ECONFLICT, err, "the stored object is missing")
+	case isUnavailable(err):
+		return portal.WrapError(portal.EUNAVAILABLE, err, "storage timed out, try again")
 	case errors.Is(err, context.Canceled):
 		return portal.WrapError(portal.EUNAVAILABLE, err, "request cancelled")
 	}

@@ -342,12 +342,19 @@ func TestUploadImagesAndDocuments(t *testing.T) {
 		if len(data) != len(want) {
 			t.Fatalf("%d uploads", len(data))
 		}
+		var ids []string
 		for i, d := range data {
 			m := d.(map[string]any)
 			if m["content_type"] != want[i] || m["status"] != "processing" {
 				t.Errorf("upload %d: %v", i, m)
 			}
 			e.thumbnailQueued(m["id"].(string))
+			ids = append(ids, m["id"].(string))
+		}
+		// What listings render for their photos.
+		photos, err := e.srv.uploadsJSON(context.Background(), e.http.URL, append(ids, "missing"))
+		if err != nil || len(photos) != len(ids) || photos[ids[0]].Status != "processing" || photos[ids[0]].URL == nil {
+			t.Fatalf("uploadsJSON = %v, %v", photos, err)
 		}
 
 		// A document attached to a booking the caller is part of.
