@@ -49,7 +49,8 @@ func newUploadEnv(t *testing.T, backend string, cfg UploadConfig) *uploadEnv {
 	switch backend {
 	case "postgres+s3":
 		e.db = testkit.Postgres(t)
-		e.blobs = testkit.S3Bucket(t, blob.S3Config{})
+		// With server-side encryption: a presigned PUT then signs its header too.
+		e.blobs = testkit.S3Bucket(t, blob.S3Config{SSE: "AES256"})
 	default:
 		e.db = testkit.SQLite(t)
 		l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
@@ -396,6 +397,22 @@ func TestUploadImagesAndDocuments(t *testing.T) {
 		if r.status != 404 {
 			t.Fatalf("unknown booking: %d %s", r.status, r.body)
 		}
+		// Dispute evidence: the parties of the disputed booking may attach.
+		dispute := "dp_" + store.NewID()
+		if _, err := store.Exec(ctx, e.db, `INSERT INTO disputes (id, booking_id, charge_id, amount, currency, status, created_at, updated_at)
+			VALUES (?, ?, 'ch_1', 10000, 'EUR', 'needs_response', ?, ?)`, dispute, booking, now, now); err != nil {
+			t.Fatal(err)
+		}
+		r = e.upload("/api/v1/upload/document", "alice", []file{{"file", "evidence.jpg", "", jpegFixture()}}, map[string]string{"dispute_id": dispute})
+		if r.status != 201 || r.json(t)["dispute_id"] != dispute || r.json(t)["content_type"] != "image/jpeg" {
+			t.Fatalf("dispute evidence: %d %s", r.status, r.body)
+		}
+		if r := e.upload("/api/v1/upload/document", other, []file{{"file", "x.pdf", "", pdf}}, map[string]string{"dispute_id": dispute}); r.status != 404 {
+			t.Fatalf("stranger's dispute: %d %s", r.status, r.body)
+		}
+		if r := e.upload("/api/v1/upload/image", "alice", []file{{"file", "x.jpg", "", jpegFixture()}}, map[string]string{"booking_id": booking}); r.status != 400 {
+			t.Fatalf("image attached to a booking: %d %s", r.status, r.body)
+		}
 	})
 }
 
@@ -538,5 +555,28 @@ func TestLocalBlobLinks(t *testing.T) {
 	expired, _ := l.PresignGet(context.Background(), strings.TrimPrefix(u.Path, "/blobs/"), -time.Minute, blob.GetURLOptions{})
 	if got := e.do(http.MethodGet, expired, "", "", nil); got.status != 403 {
 		t.Errorf("expired: %d", got.status)
+	}
+}
+
+func TestVariantURLsUseTheCDN(t *testing.T) {
+	t.Parallel()
+	e := newUploadEnv(t, "sqlite+local", UploadConfig{})
+	e.blobs = testkit.S3Bucket(t, blob.S3Config{CDNBaseURL: "https://cdn.example.com/media/"})
+	e.srv.deps.Blobs = e.blobs
+	r := e.upload("/api/v1/upload/image", "alice", []file{{"file", "a.jpg", "", jpegFixture()}}, nil)
+	id := r.json(t)["id"].(string)
+	key := "uploads/" + e.ids["alice"] + "/" + id + "/thumb.jpg"
+	if err := store.FinishUpload(context.Background(), e.db, id, 640, 480, []store.UploadVariant{
+		{Name: "thumb", ObjectKey: key, ContentType: "image/jpeg", Width: 150, Height: 113, Size: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	m := e.do(http.MethodGet, "/api/v1/upload/"+id, "alice", "", nil).json(t)
+	thumb := m["variants"].(map[string]any)["thumb"].(map[string]any)
+	if thumb["url"] != "https://cdn.example.com/media/"+key || thumb["width"].(float64) != 150 || m["status"] != "ready" {
+		t.Fatalf("thumb = %v", thumb)
+	}
+	// The original stays private: a signed link to the bucket, not the CDN.
+	if u := m["url"].(string); strings.HasPrefix(u, "https://cdn.example.com") || !strings.Contains(u, "X-Amz-Signature=") {
+		t.Fatalf("original url = %s", u)
 	}
 }
