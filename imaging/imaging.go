@@ -320,7 +320,7 @@ func encode(name string, img image.Image, quality int) (Variant, error) {
 		return v, nil
 	}
 	buf.Grow(b.Dx() * b.Dy() / 3)
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: quality}); err != nil {
+	if err := encodeJPEG(&buf, img, quality); err != nil {
 		return v, fmt.Errorf("encode %s: %w", name, err)
 	}
 	v.ContentType, v.Data = "image/jpeg", buf.Bytes()
