@@ -390,4 +390,3 @@ func thumbnailTask(ctx context.Context, tx *sqlx.Tx, uploadID string) (tasks.Mes
 	}
 	return m, store.AddOutbox(ctx, tx, store.OutboxMessage(m))
 }
-

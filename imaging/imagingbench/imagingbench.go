@@ -416,4 +416,3 @@ func asRGBA(img image.Image) *image.RGBA {
 	draw.Draw(m, m.Bounds(), img, b.Min, draw.Src)
 	return m
 }
-
