@@ -39,8 +39,9 @@ type S3Config struct {
 	// CDNBaseURL, when set, is where public objects are served from
 	// (CDNBaseURL + "/" + key).
 	CDNBaseURL string
-	// PartSize is the multipart chunk size (0: 8 MiB); memory per upload is
-	// about PartSize × (Concurrency + 1).
+	// PartSize is the multipart chunk size (0: 5 MiB, S3's minimum). A body
+	// up to PartSize is sent in one PutObject from one buffer; a larger one
+	// as a multipart upload holding about PartSize × (Concurrency + 2).
 	PartSize int64
 	// Concurrency is the parts uploaded at once per object (0: 2).
 	Concurrency int
@@ -65,7 +66,7 @@ func NewS3(ctx context.Context, c S3Config) (*S3, error) {
 		c.Region = "us-east-1"
 	}
 	if c.PartSize <= 0 {
-		c.PartSize = 8 << 20
+		c.PartSize = 5 << 20
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 2
