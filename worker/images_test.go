@@ -256,11 +256,15 @@ func TestSweepAndCleanupUploads(t *testing.T) {
 	fresh := e.upload(jpg, store.UploadProcessing)
 	abandoned := e.upload(jpg, store.UploadPending)
 	recent := e.upload(nil, store.UploadPending)
+	hopeless := e.upload(jpg, store.UploadProcessing)
 	old := store.Now().Add(-2 * time.Hour)
-	for _, id := range []string{stuck.ID, abandoned.ID} {
+	for _, id := range []string{stuck.ID, abandoned.ID, hopeless.ID} {
 		if _, err := store.Exec(ctx, e.db, `UPDATE uploads SET updated_at = ? WHERE id = ?`, old, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := store.Exec(ctx, e.db, `UPDATE uploads SET updated_at = ?, created_at = ? WHERE id = ?`, old, old, hopeless.ID); err != nil {
+		t.Fatal(err)
 	}
 	if err := e.w.sweep(ctx, nil); err != nil {
 		t.Fatal(err)
@@ -270,6 +274,9 @@ func TestSweepAndCleanupUploads(t *testing.T) {
 	}
 	if info, _ := e.inspect.GetTaskInfo(tasks.QueueImages, tasks.Thumbnail{UploadID: fresh.ID}.TaskID()); info != nil {
 		t.Fatal("an upload processing for a moment was re-enqueued")
+	}
+	if got, _ := store.GetUpload(ctx, e.db, hopeless.ID); got.Status != store.UploadFailed {
+		t.Fatalf("upload processing for two hours: %s", got.Status)
 	}
 	if err := e.w.cleanup(ctx, nil); err != nil {
 		t.Fatal(err)

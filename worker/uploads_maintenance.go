@@ -10,17 +10,31 @@ import (
 	"github.com/rentalportal/portal/tasks"
 )
 
+// stuckGiveUp is how many StuckAfter periods an upload may spend in
+// processing before the sweeper fails it.
+const stuckGiveUp = 6
+
 // sweepStuckUploads enqueues again the thumbnail task of uploads that have
 // been processing for longer than StuckAfter (a task lost with a flushed
 // Redis, or a worker that died mid-task). The task ID is the upload's, so
 // one still queued or running makes this a no-op; the upload is touched so
-// that it waits a full period before the next look.
+// that it waits a full period before the next look. An upload still
+// processing stuckGiveUp periods after its creation is failed.
 func (w *Worker) sweepStuckUploads(ctx context.Context) error {
 	stuck, err := store.UploadsInStatus(ctx, w.deps.DB, store.UploadProcessing, time.Now().Add(-w.cfg.Images.StuckAfter), 200)
 	if err != nil {
 		return err
 	}
+	giveUp := time.Now().Add(-stuckGiveUp * w.cfg.Images.StuckAfter)
 	for _, u := range stuck {
+		if u.CreatedAt.Before(giveUp) {
+			// Re-enqueued several times already (or its task was archived):
+			// tell the user instead of trying forever.
+			if err := w.failUpload(ctx, u.ID, "processing did not finish; upload the image again"); err != nil {
+				return err
+			}
+			continue
+		}
 		msg, err := tasks.Encode(tasks.Thumbnail{UploadID: u.ID})
 		if err != nil {
 			return err
