@@ -26,7 +26,7 @@ import (
 )
 
 type imageEnv struct {
-	t       *testing.T
+	t       testing.TB
 	w       *Worker
 	db      *store.DB
 	blobs   BlobStore
@@ -35,7 +35,7 @@ type imageEnv struct {
 	owner   string
 }
 
-func newImageEnv(t *testing.T, backend string, cfg ImageConfig) *imageEnv {
+func newImageEnv(t testing.TB, backend string, cfg ImageConfig) *imageEnv {
 	t.Helper()
 	e := &imageEnv{t: t, redis: testkit.RedisDB(t)}
 	if backend == "postgres+s3" {
