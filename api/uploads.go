@@ -379,6 +379,10 @@ func (s *Server) saveUploads(ctx context.Context, uploads ...*store.Upload) erro
 		return err
 	}
 	s.deps.Relay.Publish(ctx, msgs...)
+	for _, u := range uploads {
+		s.deps.Log.InfoContext(ctx, "upload stored", "upload_id", u.ID, "owner_id", u.OwnerID, "kind", u.Kind,
+			"content_type", u.ContentType, "size", u.Size, "status", u.Status)
+	}
 	return nil
 }
 
