@@ -103,6 +103,10 @@ func orientPlane(src plane, o int) plane {
 		dw, dh = h, w
 	}
 	dst := plane{pix: make([]uint8, dw*dh*ch), stride: dw * ch, w: dw, h: dh, ch: ch}
+	if ch == 1 {
+		orientBytes(dst, src, o)
+		return dst
+	}
 	for sy := 0; sy < h; sy++ {
 		row := src.pix[sy*src.stride : sy*src.stride+w*ch]
 		for sx := 0; sx < w; sx++ {
@@ -127,6 +131,37 @@ func orientPlane(src plane, o int) plane {
 		}
 	}
 	return dst
+}
+
+// orientBytes is orientPlane for one byte per pixel: each source row is
+// written along a destination row or column with a fixed step.
+func orientBytes(dst, src plane, o int) {
+	w, h := src.w, src.h
+	for sy := 0; sy < h; sy++ {
+		row := src.pix[sy*src.stride : sy*src.stride+w]
+		// The destination of (0, sy) and the step from one sx to the next.
+		var at, step int
+		switch o {
+		case 2:
+			at, step = sy*dst.stride+w-1, -1
+		case 3:
+			at, step = (h-1-sy)*dst.stride+w-1, -1
+		case 4:
+			at, step = (h-1-sy)*dst.stride, 1
+		case 5:
+			at, step = sy, dst.stride
+		case 6:
+			at, step = h-1-sy, dst.stride
+		case 7:
+			at, step = (w-1)*dst.stride+h-1-sy, -dst.stride
+		case 8:
+			at, step = (w-1)*dst.stride+sy, -dst.stride
+		}
+		for _, v := range row {
+			dst.pix[at] = v
+			at += step
+		}
+	}
 }
 
 // orient applies EXIF orientation o to one of the images the resizers make.
