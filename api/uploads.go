@@ -273,7 +273,7 @@ func blobError(err error) error {
 		return err
 	case errors.Is(err, blob.ErrNotFound):
 		return portal.WrapError(portal.ECONFLICT, err, "the stored object is missing")
-	case isUnavailable(err):
+	case errors.Is(err, context.DeadlineExceeded):
 		return portal.WrapError(portal.EUNAVAILABLE, err, "storage timed out, try again")
 	case errors.Is(err, context.Canceled):
 		return portal.WrapError(portal.EUNAVAILABLE, err, "request cancelled")
