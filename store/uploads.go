@@ -248,31 +248,3 @@ func DeletePendingUpload(ctx context.Context, q Queryer, id string) (bool, error
 	}
 	return n > 0, nil
 }
-
-// CheckPhotoUploads verifies that every id is a ready image upload of
-// owner, as a listing's photos must be. Errors: EVALIDATION naming the
-// first upload that is missing, someone else's, not an image or not ready
-// (missing and someone else's read the same, so nothing leaks).
-func CheckPhotoUploads(ctx context.Context, q Queryer, owner string, ids []string) error {
-	found, err := UploadsByIDs(ctx, q, ids)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		u := found[id]
-		msg := ""
-		switch {
-		case u == nil || u.OwnerID != owner:
-			msg = "upload " + id + " not found"
-		case u.Kind != UploadKindImage:
-			msg = "upload " + id + " is not an image"
-		case u.Status != UploadReady:
-			msg = "upload " + id + " is " + u.Status + ", not ready"
-		}
-		if msg != "" {
-			return &portal.Error{Code: portal.EVALIDATION, Message: "validation failed",
-				Details: []portal.FieldError{{Field: "photos", Message: msg}}}
-		}
-	}
-	return nil
-}

@@ -79,34 +79,3 @@ func TestUploadLifecycle(t *testing.T) {
 		}
 	})
 }
-
-func TestCheckPhotoUploads(t *testing.T) {
-	t.Parallel()
-	testkit.Engines(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		owner, _ := seedUserAndListing(t, db)
-		other, _ := seedUserAndListing(t, db)
-		mk := func(who, kind, status string) string {
-			u := &store.Upload{ID: store.NewID(), OwnerID: who, Kind: kind, ContentType: "image/jpeg", Status: status}
-			u.ObjectKey = "uploads/" + who + "/" + u.ID + "/original.jpg"
-			if err := store.CreateUpload(ctx, db, u); err != nil {
-				t.Fatal(err)
-			}
-			return u.ID
-		}
-		ready := mk(owner, store.UploadKindImage, store.UploadReady)
-		if err := store.CheckPhotoUploads(ctx, db, owner, []string{ready}); err != nil {
-			t.Fatalf("ready image refused: %v", err)
-		}
-		for name, id := range map[string]string{
-			"processing":  mk(owner, store.UploadKindImage, store.UploadProcessing),
-			"document":    mk(owner, store.UploadKindDocument, store.UploadReady),
-			"someone's":   mk(other, store.UploadKindImage, store.UploadReady),
-			"nonexistent": "nope",
-		} {
-			if err := store.CheckPhotoUploads(ctx, db, owner, []string{ready, id}); portal.ErrorCode(err) != portal.EVALIDATION {
-				t.Errorf("%s: %v", name, err)
-			}
-		}
-	})
-}
