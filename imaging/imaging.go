@@ -125,25 +125,16 @@ type Options struct {
 	// step (default Area: the fastest alias-free kernel).
 	Filter Filter
 	// CascadeFilter scales each smaller variant from the one before, on
-	// images of at most a megapixel or two (default CatmullRom).
+	// images of a megapixel or less (default Area: at the factors 2 and 4
+	// of the default sizes it is exact 2×2 and 4×4 averaging; CatmullRom is
+	// sharper for about 4% more time).
 	CascadeFilter Filter
-	// cascadeSet records that CascadeFilter was chosen (Area is 0).
-	cascadeSet bool
-}
-
-// WithCascade returns o with CascadeFilter set to f.
-func (o Options) WithCascade(f Filter) Options {
-	o.CascadeFilter, o.cascadeSet = f, true
-	return o
 }
 
 // filterFor returns the kernel of the i-th step of the cascade.
 func (o *Options) filterFor(step int) Filter {
 	if step == 0 {
 		return o.Filter
-	}
-	if !o.cascadeSet && o.CascadeFilter == Area {
-		return CatmullRom
 	}
 	return o.CascadeFilter
 }

@@ -241,7 +241,7 @@ func TestFlatStaysFlat(t *testing.T) {
 		img.Pix[i] = 200
 	}
 	for _, f := range []imaging.Filter{imaging.Area, imaging.Triangle, imaging.CatmullRom} {
-		out := imaging.Scale(img, 1, imaging.Options{Filter: f}.WithCascade(f))
+		out := imaging.Scale(img, 1, imaging.Options{Filter: f, CascadeFilter: f})
 		for _, o := range out {
 			m := o.(*image.RGBA)
 			for i, v := range m.Pix {
