@@ -1,7 +1,11 @@
 package api
 
 import (
+	"strings"
+
 	"github.com/gin-gonic/gin"
+
+	"github.com/rentalportal/portal/blob"
 )
 
 // routes registers the whole HTTP surface, grouped by who may call it.
@@ -48,14 +52,11 @@ func (s *Server) routes(r *gin.Engine) {
 	user.GET("/bookings", s.listBookings)
 	user.GET("/bookings/:id", s.getBooking)
 	user.POST("/bookings/:id/cancel", s.cancelBooking)
-	user.POST("/upload/image", notImplemented)
-	user.POST("/upload/images", notImplemented)
-	user.POST("/upload/document", notImplemented)
-	user.GET("/upload/:id", notImplemented)
-	user.DELETE("/upload/:id", notImplemented)
-	user.GET("/upload/:id/signed-url", notImplemented)
-	user.POST("/upload/presigned-upload", notImplemented)
-	user.POST("/upload/:id/complete", notImplemented)
+	user.GET("/upload/:id", s.getUpload)
+	user.DELETE("/upload/:id", s.deleteUpload)
+	user.GET("/upload/:id/signed-url", s.signedURL)
+	user.POST("/upload/presigned-upload", s.presignUpload)
+	user.POST("/upload/:id/complete", s.completeUpload)
 	user.GET("/notifications", notImplemented)
 	user.POST("/notifications/:id/read", notImplemented)
 
@@ -65,6 +66,19 @@ func (s *Server) routes(r *gin.Engine) {
 	ops.DELETE("/blocks/:key", s.clearBlock)
 	ops.GET("/limits/:key", s.showLimits)
 	ops.DELETE("/limits/:key", s.resetLimits)
+
+	// Authenticated users' files: streamed, with per-kind size limits
+	// instead of the JSON body limit.
+	files := r.Group("/api/v1/upload", api, s.rateLimit, s.requireUser)
+	files.POST("/image", s.uploadImage)
+	files.POST("/images", s.uploadImages)
+	files.POST("/document", s.uploadDocument)
+
+	// Local blobs (the embedded storage): authenticated by the link's
+	// signature and expiry.
+	r.GET(strings.TrimSuffix(blob.LocalRoute, "/")+"/*key", api, s.serveBlob)
+	r.HEAD(strings.TrimSuffix(blob.LocalRoute, "/")+"/*key", api, s.serveBlob)
+	r.PUT(strings.TrimSuffix(blob.LocalRoute, "/")+"/*key", api, s.putBlob)
 
 	// Operators: the dashboard, in the "all" role.
 	if s.deps.Dashboard != nil {

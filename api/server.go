@@ -60,6 +60,8 @@ type Config struct {
 	// OpsToken is the bearer token of the /ops/ratelimits endpoints
 	// (empty: they refuse everyone).
 	OpsToken string
+	// Uploads are the limits and link lifetimes of uploads.
+	Uploads UploadConfig
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -89,6 +91,8 @@ type Deps struct {
 	LoginGuard LoginGuard
 	// Security logs and counts security events (nil: none).
 	Security *security.Monitor
+	// Blobs stores uploads (S3, or the local folder served under /blobs/).
+	Blobs BlobStore
 }
 
 // Server is the HTTP API.
@@ -115,6 +119,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if cfg.RateLimitTimeout <= 0 {
 		cfg.RateLimitTimeout = 200 * time.Millisecond
 	}
+	cfg.Uploads.defaults()
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
 	if err := s.setupAccounts(); err != nil {

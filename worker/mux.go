@@ -16,7 +16,7 @@ func (w *Worker) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.Use(w.observe, w.recoverPanic, w.classify)
 
-	mux.HandleFunc(tasks.TypeImageThumbnail, notYet)
+	mux.HandleFunc(tasks.TypeImageThumbnail, w.thumbnail)
 	mux.HandleFunc(tasks.TypeStripeEvent, w.handleStripeEvent)
 	mux.HandleFunc(tasks.TypeBookingExpire, w.expireBooking)
 	mux.HandleFunc(tasks.TypeBookingRefund, w.handleBookingRefund)

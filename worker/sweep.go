@@ -29,6 +29,9 @@ func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 	if n > 0 {
 		w.log.InfoContext(ctx, "sweeper enqueued overdue booking expiries", "bookings", n)
 	}
+	if err := w.sweepStuckUploads(ctx); err != nil {
+		return fmt.Errorf("sweep stuck uploads: %w", err)
+	}
 	return w.sweepStripeEvents(ctx)
 }
 
@@ -42,5 +45,8 @@ func (w *Worker) cleanup(ctx context.Context, _ *asynq.Task) error {
 		return fmt.Errorf("purge outbox: %w", err)
 	}
 	w.log.InfoContext(ctx, "cleanup purged relayed outbox rows", "rows", n)
+	if _, err := w.cleanupPendingUploads(ctx); err != nil {
+		return fmt.Errorf("clean up abandoned uploads: %w", err)
+	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rentalportal/portal/imaging"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -30,6 +31,8 @@ type Config struct {
 	// OutboxGrace is how old an unsent outbox row must be before the sweeper
 	// relays it (younger ones are still being relayed by their writer).
 	OutboxGrace time.Duration
+	// Images tunes the thumbnail worker and its queue.
+	Images ImageConfig
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -48,6 +51,8 @@ type Deps struct {
 	Stripe StripeAPI
 	// Observer, if set, sees every task's outcome (metrics).
 	Observer Observer
+	// Blobs holds uploads and their variants.
+	Blobs BlobStore
 }
 
 // Observer is told about each processed task.
@@ -60,6 +65,8 @@ type Worker struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	// images bounds the memory image tasks hold at once.
+	images *imaging.Limiter
 }
 
 // New returns a Worker.
@@ -67,16 +74,17 @@ func New(cfg Config, deps Deps) *Worker {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
-	return &Worker{cfg: cfg, deps: deps, log: deps.Log}
+	cfg.Images.defaults()
+	return &Worker{cfg: cfg, deps: deps, log: deps.Log, images: imaging.NewLimiter(cfg.Images.MemoryBudget)}
 }
 
 // Run serves tasks from Redis until ctx ends, then shuts down gracefully:
 // asynq stops fetching, waits up to ShutdownTimeout for running tasks, and
 // puts any still running back in their queue for another worker.
 func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
-	srv := asynq.NewServerFromRedisClient(redis, asynq.Config{
+	base := asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
-		Queues:                   tasks.QueueWeights,
+		Queues:                   mainQueues(),
 		TaskCheckInterval:        w.cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: time.Second,
 		ShutdownTimeout:          w.cfg.ShutdownTimeout,
@@ -84,13 +92,22 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.taskFailed),
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
-	})
+	}
+	srv := asynq.NewServerFromRedisClient(redis, base)
 	if err := srv.Start(w.Mux()); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	imgSrv := w.imageServer(redis, base)
+	if err := imgSrv.Start(w.Mux()); err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("start image worker: %w", err)
+	}
+	w.log.Info("image worker started", "concurrency", w.cfg.Images.Concurrency,
+		"memory_budget_mb", w.cfg.Images.MemoryBudget>>20, "max_pixels", w.cfg.Images.MaxPixels)
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "task_check_interval", w.cfg.TaskCheckInterval.String(),
 		"queues", tasks.QueueWeights)
 	<-ctx.Done()
+	imgSrv.Shutdown()
 	srv.Shutdown()
 	w.log.Info("worker stopped")
 	return nil

@@ -91,6 +91,25 @@ type Config struct {
 	TaskCheckInterval time.Duration `env:"WORKER_TASK_CHECK_INTERVAL" envDefault:"10ms" validate:"min=1ms,max=10s"`
 	SchedulerEnabled  bool          `env:"SCHEDULER_ENABLED" envDefault:"true"`
 
+	// Uploads: per-kind size limits, files per multi-upload, link lifetimes,
+	// and how long a presigned upload may stay pending or an image
+	// processing before maintenance steps in.
+	UploadMaxImageBytes    int64         `env:"UPLOAD_MAX_IMAGE_BYTES" envDefault:"20971520" validate:"min=1024"`
+	UploadMaxDocumentBytes int64         `env:"UPLOAD_MAX_DOCUMENT_BYTES" envDefault:"26214400" validate:"min=1024"`
+	UploadMaxFiles         int           `env:"UPLOAD_MAX_FILES" envDefault:"10" validate:"min=1,max=100"`
+	UploadURLTTL           time.Duration `env:"UPLOAD_URL_TTL" envDefault:"15m" validate:"min=10s,max=168h"`
+	UploadPresignTTL       time.Duration `env:"UPLOAD_PRESIGN_TTL" envDefault:"15m" validate:"min=10s,max=168h"`
+	UploadPendingTTL       time.Duration `env:"UPLOAD_PENDING_TTL" envDefault:"24h" validate:"min=1m"`
+	UploadStuckAfter       time.Duration `env:"UPLOAD_STUCK_AFTER" envDefault:"10m" validate:"min=1m"`
+	// Images: the pixel limit checked from the header before decoding, the
+	// memory the image worker may hold at once (it sizes the images queue's
+	// concurrency; IMAGE_CONCURRENCY overrides the derived value) and the
+	// variants' JPEG quality.
+	ImageMaxPixels      int64 `env:"IMAGE_MAX_PIXELS" envDefault:"50000000" validate:"min=1"`
+	ImageMemoryBudgetMB int64 `env:"IMAGE_MEMORY_BUDGET_MB" envDefault:"512" validate:"min=32"`
+	ImageConcurrency    int   `env:"IMAGE_CONCURRENCY" envDefault:"0" validate:"min=0,max=64"`
+	ImageJPEGQuality    int   `env:"IMAGE_JPEG_QUALITY" envDefault:"85" validate:"min=1,max=100"`
+
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`

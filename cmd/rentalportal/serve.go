@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rentalportal/portal/api"
+	"github.com/rentalportal/portal/blob"
 	"github.com/rentalportal/portal/logging"
 	"github.com/rentalportal/portal/relay"
 	"github.com/rentalportal/portal/store"
@@ -46,6 +47,7 @@ type platform struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	relay     *relay.Relay
+	blobs     blob.Store
 	closers   []func() error
 }
 
@@ -92,6 +94,11 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	}
 	if needDB {
 		if err := p.openDB(ctx); err != nil {
+			return err
+		}
+	}
+	if role == roleAll || role == roleAPI || role == roleWorker {
+		if err := p.openBlobs(ctx); err != nil {
 			return err
 		}
 	}
@@ -159,7 +166,15 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI})
+			Images: worker.ImageConfig{
+				MaxPixels:    cfg.ImageMaxPixels,
+				Quality:      cfg.ImageJPEGQuality,
+				MemoryBudget: cfg.ImageMemoryBudgetMB << 20,
+				Concurrency:  cfg.ImageConcurrency,
+				PendingTTL:   cfg.UploadPendingTTL,
+				StuckAfter:   cfg.UploadStuckAfter,
+			},
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
@@ -249,6 +264,35 @@ func (p *platform) openRedis(ctx context.Context) error {
 	return nil
 }
 
+// openBlobs opens the S3 bucket when S3_BUCKET is set, else the local
+// folder DATA_DIR/blobs whose signed links the API serves.
+func (p *platform) openBlobs(ctx context.Context) error {
+	c := p.cfg
+	if c.localBlobs() {
+		l, err := blob.NewLocal(filepath.Join(c.DataDir, "blobs"), []byte(c.BlobSigningKey), c.PublicURL)
+		if err != nil {
+			return fmt.Errorf("BLOB_SIGNING_KEY / DATA_DIR: %w", err)
+		}
+		p.blobs = l
+		return nil
+	}
+	s, err := blob.NewS3(ctx, blob.S3Config{
+		Bucket:          c.S3Bucket,
+		Region:          c.S3Region,
+		Endpoint:        c.S3Endpoint,
+		ForcePathStyle:  c.S3ForcePathStyle,
+		AccessKeyID:     c.S3AccessKey,
+		SecretAccessKey: c.S3SecretKey,
+		SSE:             c.S3SSE,
+		CDNBaseURL:      c.CDNBaseURL,
+	})
+	if err != nil {
+		return fmt.Errorf("S3: %w", err)
+	}
+	p.blobs = s
+	return nil
+}
+
 // openDB opens the database and applies migrations unless disabled.
 func (p *platform) openDB(ctx context.Context) error {
 	db, err := store.Open(ctx, p.cfg.DatabaseURL, filepath.Join(p.cfg.DataDir, "portal.db"),
@@ -304,6 +348,14 @@ func (p *platform) apiConfig(role string) api.Config {
 		RateLimitTimeout:      p.cfg.RateLimitTimeout,
 		OpsToken:              p.cfg.OpsToken,
 		WebhookMaxBytes:       p.cfg.WebhookMaxBytes,
+		Uploads: api.UploadConfig{
+			MaxImageBytes:    p.cfg.UploadMaxImageBytes,
+			MaxDocumentBytes: p.cfg.UploadMaxDocumentBytes,
+			MaxFiles:         p.cfg.UploadMaxFiles,
+			MaxImagePixels:   p.cfg.ImageMaxPixels,
+			URLTTL:           p.cfg.UploadURLTTL,
+			PresignTTL:       p.cfg.UploadPresignTTL,
+		},
 	}
 }
 
@@ -315,6 +367,7 @@ func (p *platform) apiDeps() api.Deps {
 		Redis:   redisPinger{p.redis},
 		Queues:  p.inspector,
 		Relay:   p.relay,
+		Blobs:   p.blobs,
 	}
 }
 
