@@ -41,6 +41,9 @@ type Config struct {
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
+	// OpenAPIServers is the servers list of /api/openapi.json
+	// (OPENAPI_SERVERS); empty means this server ("/").
+	OpenAPIServers []OpenAPIServer
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -60,6 +63,8 @@ type Deps struct {
 	Dashboard http.Handler
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// HTTPMetrics, when set, counts every request by route template.
+	HTTPMetrics RequestObserver
 }
 
 // Server is the HTTP API.
@@ -68,6 +73,7 @@ type Server struct {
 	deps     Deps
 	engine   *gin.Engine
 	tokens   *Tokens
+	openapi  *openAPIDocument
 	started  time.Time
 	draining atomic.Bool
 }
@@ -82,6 +88,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
+	doc, err := loadOpenAPI(cfg.OpenAPIServers)
+	if err != nil {
+		return nil, err
+	}
+	s.openapi = doc
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
@@ -91,6 +102,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// a configured proxy.
 	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, portal.WrapError(portal.EINVALID, err, "TRUSTED_PROXIES: %v", err)
+	}
+	if deps.HTTPMetrics != nil {
+		r.Use(metricsMiddleware(deps.HTTPMetrics))
 	}
 	r.Use(recoveryMiddleware(deps.Log), requestIDMiddleware(deps.Log),
 		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}))

@@ -199,11 +199,11 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 		}
 		if isAPI {
 			securityHeaders(w, cspJSON)
-			h.ServeHTTP(w, r)
+			h.ServeHTTP(&assetTypes{ResponseWriter: w, path: r.URL.Path, fallback: "application/json; charset=utf-8"}, r)
 			return
 		}
 		securityHeaders(w, cspHTML)
-		h.ServeHTTP(&assetTypes{ResponseWriter: w, path: r.URL.Path}, r)
+		h.ServeHTTP(&assetTypes{ResponseWriter: w, path: r.URL.Path, fallback: "text/html; charset=utf-8"}, r)
 		return
 	}
 	if !isAPI {
@@ -225,7 +225,7 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 	default:
 		securityHeaders(w, cspJSON)
 		rec := &statusRecorder{ResponseWriter: w}
-		c.full.ServeHTTP(rec, r)
+		c.full.ServeHTTP(&assetTypes{ResponseWriter: rec, path: r.URL.Path, fallback: "application/json; charset=utf-8"}, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -255,13 +255,18 @@ func (c *Console) sameOrigin(r *http.Request) bool {
 	return strings.EqualFold(u.Host, host)
 }
 
-// assetTypes corrects the content types Asynqmon sniffs for its assets
-// (an SVG sniffs as text/xml, which browsers will not draw as an image;
-// the manifest as text/plain): with nosniff, the type must be right.
+// assetTypes gives Asynqmon's answers the content types it leaves out or
+// sniffs wrong: it sets none on its JSON and its index page (inside the API
+// server the gzip middleware compresses before net/http could sniff, so
+// they would go out untyped), and an SVG sniffs as text/xml, which a
+// browser will not draw as an image. With nosniff, the type must be right.
 type assetTypes struct {
 	http.ResponseWriter
-	path    string
-	checked bool
+	path string
+	// fallback is the type of an answer with none and no known extension:
+	// JSON for the API, HTML (the index) for everything else.
+	fallback string
+	checked  bool
 }
 
 func (a *assetTypes) fix() {
@@ -274,10 +279,15 @@ func (a *assetTypes) fix() {
 		!strings.HasPrefix(ct, "application/octet-stream") {
 		return
 	}
-	if ct == "" {
-		return // the index page: net/http sniffs it as HTML
+	t := mime.TypeByExtension(path.Ext(a.path))
+	switch {
+	case ct == "" && t == "":
+		t = a.fallback
+	case ct == "" && strings.HasSuffix(a.path, ".js"):
+		// a missing script: Asynqmon answers with its index page
+		t = a.fallback
 	}
-	if t := mime.TypeByExtension(path.Ext(a.path)); t != "" {
+	if t != "" {
 		a.Header().Set("Content-Type", t)
 	}
 }

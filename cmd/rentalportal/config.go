@@ -15,6 +15,9 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/go-playground/validator/v10"
 	"github.com/hibiken/asynq"
+
+	"github.com/rentalportal/portal/api"
+	"github.com/rentalportal/portal/web"
 )
 
 // Config is every setting of the platform, parsed from the environment once
@@ -29,6 +32,21 @@ type Config struct {
 	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081"`
 	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
 	MetricsAddr string `env:"METRICS_ADDR"`
+	// MetricsToken, if set, is the bearer token a scrape of /metrics must send.
+	MetricsToken string `env:"METRICS_TOKEN" secret:"true"`
+	// OpenAPIServersSpec is the servers list of /api/openapi.json: name=url,...
+	OpenAPIServersSpec string `env:"OPENAPI_SERVERS"`
+
+	// Operator console: accounts (name:role:bcrypt-hash,...), the key that
+	// signs session cookies (derived from JWT_SECRET when empty), how long a
+	// login lasts, and the per-address brake on password guessing.
+	OperatorUsersSpec     string        `env:"OPERATOR_USERS" secret:"true"`
+	OperatorSessionKey    string        `env:"OPERATOR_SESSION_KEY" secret:"true" validate:"omitempty,min=32"`
+	OperatorSessionTTL    time.Duration `env:"OPERATOR_SESSION_TTL" envDefault:"12h" validate:"min=1m,max=720h"`
+	OperatorMaxFailures   int           `env:"OPERATOR_LOGIN_MAX_FAILURES" envDefault:"10" validate:"min=1,max=100000"`
+	OperatorFailureWindow time.Duration `env:"OPERATOR_LOGIN_WINDOW" envDefault:"15m" validate:"min=1s,max=24h"`
+	operatorUsers         []web.User
+	openAPIServers        []api.OpenAPIServer
 
 	DataDir        string `env:"DATA_DIR" envDefault:"./data" validate:"required"`
 	DatabaseURL    string `env:"DATABASE_URL" secret:"url" validate:"omitempty,postgresurl"`
@@ -178,6 +196,13 @@ func validateConfig(cfg *Config) error {
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
 		}
+	}
+	var err error
+	if cfg.operatorUsers, err = web.ParseUsers(cfg.OperatorUsersSpec, !cfg.production()); err != nil {
+		msgs = append(msgs, "OPERATOR_USERS: "+err.Error())
+	}
+	if cfg.openAPIServers, err = api.ParseServers(cfg.OpenAPIServersSpec); err != nil {
+		msgs = append(msgs, "OPENAPI_SERVERS: "+err.Error())
 	}
 	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
 		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")

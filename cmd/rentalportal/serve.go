@@ -100,20 +100,28 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	runScheduler := (role == roleAll && cfg.SchedulerEnabled) || role == roleScheduler
 	runDashboard := role == roleAll || role == roleDashboard
 
-	var dashboard *web.Dashboard
+	reg, metricsHandler, metricsURL, err := p.startMetrics(gctx, g, role, runWorker, &links)
+	if err != nil {
+		return err
+	}
+	var console *web.Console
 	if runDashboard {
-		dashboard = web.NewDashboard(web.Config{Version: version, Role: role}, p.redisOpt)
-		p.closers = append(p.closers, dashboard.Close)
+		if console, err = p.newConsole(role, metricsURL, &links); err != nil {
+			return err
+		}
 	}
 	if runAPI || runWorker {
 		g.Go(func() error { p.relay.Run(gctx); return nil })
 	}
 	if runAPI {
 		deps := p.apiDeps()
+		deps.Metrics, deps.HTTPMetrics = metricsHandler, reg
 		if role == roleAll {
-			deps.Dashboard = dashboard
+			deps.Dashboard = console
 		}
-		srv, err := api.NewServer(p.apiConfig(role), deps)
+		cfgAPI := p.apiConfig(role)
+		cfgAPI.OpenAPIServers = cfg.openAPIServers
+		srv, err := api.NewServer(cfgAPI, deps)
 		if err != nil {
 			return err
 		}
@@ -123,9 +131,12 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		}
 		base := baseURL(ln.Addr(), cfg.HTTPAddr)
 		links = append(links, "API:        "+base+"/api/v1", "Swagger UI: "+base+"/api/docs",
-			"Health:     "+base+"/health", "Metrics:    "+base+"/metrics")
+			"Health:     "+base+"/health")
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+base+"/metrics")
+		}
 		if role == roleAll {
-			links = append(links, "Dashboard:  "+base+web.RootPath+"/")
+			links = append(links, "Home:       "+base+"/", "Dashboard:  "+base+web.RootPath+"/")
 		}
 		g.Go(func() error { return serveHTTP(gctx, log, "api", ln, srv, cfg.ShutdownTimeout, srv.Drain) })
 	}
@@ -135,10 +146,13 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			return fmt.Errorf("DASHBOARD_ADDR %s: %w", cfg.DashboardAddr, err)
 		}
 		base := baseURL(ln.Addr(), cfg.DashboardAddr)
-		links = append(links, "Dashboard:  "+base+web.RootPath+"/")
+		links = append(links, "Home:       "+base+"/", "Dashboard:  "+base+web.RootPath+"/")
 		mux := http.NewServeMux()
-		mux.Handle(web.RootPath+"/", dashboard)
-		mux.Handle(web.RootPath, dashboard)
+		mux.Handle("/", console.Standalone(reg))
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+base+"/metrics")
+			mux.Handle("GET /metrics", metricsHandler)
+		}
 		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, mux, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
@@ -147,7 +161,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay})
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Observer: reg})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 	}
 	if runScheduler {
