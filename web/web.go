@@ -10,12 +10,14 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -203,7 +205,9 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		securityHeaders(w, cspHTML)
-		h.ServeHTTP(&assetTypes{ResponseWriter: w, path: r.URL.Path, fallback: "text/html; charset=utf-8"}, r)
+		aw := &assetTypes{ResponseWriter: w, path: r.URL.Path, fallback: "text/html; charset=utf-8"}
+		h.ServeHTTP(aw, r)
+		aw.finish()
 		return
 	}
 	if !isAPI {
@@ -260,6 +264,9 @@ func (c *Console) sameOrigin(r *http.Request) bool {
 // server the gzip middleware compresses before net/http could sniff, so
 // they would go out untyped), and an SVG sniffs as text/xml, which a
 // browser will not draw as an image. With nosniff, the type must be right.
+// It also takes out of the index page the stylesheets Asynqmon loads from
+// Google Fonts: the console works offline and calls no third party (the
+// CSP would block them anyway; the UI falls back to the system font).
 type assetTypes struct {
 	http.ResponseWriter
 	path string
@@ -267,7 +274,13 @@ type assetTypes struct {
 	// JSON for the API, HTML (the index) for everything else.
 	fallback string
 	checked  bool
+	// html answers are held until finish, to be rewritten.
+	html   bool
+	status int
+	buf    bytes.Buffer
 }
+
+var externalStylesheet = regexp.MustCompile(`<link rel="stylesheet" href="https?://[^"]*"/?>`)
 
 func (a *assetTypes) fix() {
 	if a.checked {
@@ -275,26 +288,50 @@ func (a *assetTypes) fix() {
 	}
 	a.checked = true
 	ct := a.Header().Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, "text/plain") && !strings.HasPrefix(ct, "text/xml") &&
-		!strings.HasPrefix(ct, "application/octet-stream") {
-		return
+	if ct == "" || strings.HasPrefix(ct, "text/plain") || strings.HasPrefix(ct, "text/xml") ||
+		strings.HasPrefix(ct, "application/octet-stream") {
+		t := mime.TypeByExtension(path.Ext(a.path))
+		switch {
+		case ct == "" && t == "":
+			t = a.fallback
+		case ct == "" && strings.HasSuffix(a.path, ".js"):
+			t = a.fallback // a missing script: Asynqmon answers with its index page
+		}
+		if t != "" {
+			a.Header().Set("Content-Type", t)
+		}
 	}
-	t := mime.TypeByExtension(path.Ext(a.path))
-	switch {
-	case ct == "" && t == "":
-		t = a.fallback
-	case ct == "" && strings.HasSuffix(a.path, ".js"):
-		// a missing script: Asynqmon answers with its index page
-		t = a.fallback
-	}
-	if t != "" {
-		a.Header().Set("Content-Type", t)
-	}
+	a.html = strings.HasPrefix(a.Header().Get("Content-Type"), "text/html")
 }
 
-func (a *assetTypes) WriteHeader(code int) { a.fix(); a.ResponseWriter.WriteHeader(code) }
+func (a *assetTypes) WriteHeader(code int) {
+	a.fix()
+	if a.html {
+		a.status = code
+		return
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
 func (a *assetTypes) Write(b []byte) (int, error) {
 	a.fix()
+	if a.html {
+		return a.buf.Write(b)
+	}
 	return a.ResponseWriter.Write(b)
 }
+
+// finish writes a held page, without third-party stylesheets.
+func (a *assetTypes) finish() {
+	if !a.html {
+		return
+	}
+	body := externalStylesheet.ReplaceAll(a.buf.Bytes(), nil)
+	a.Header().Del("Content-Length")
+	if a.status != 0 {
+		a.ResponseWriter.WriteHeader(a.status)
+	}
+	_, _ = a.ResponseWriter.Write(body)
+}
+
 func (a *assetTypes) Unwrap() http.ResponseWriter { return a.ResponseWriter }

@@ -445,6 +445,9 @@ func TestDashboardAssetsLoadUnderThePrefix(t *testing.T) {
 	if r.code != http.StatusOK || !strings.Contains(r.body, `window.FLAG_ROOT_PATH="\/monitoring"`) {
 		t.Fatalf("deep link: %d %.300s", r.code, r.body)
 	}
+	if strings.Contains(r.body, "fonts.googleapis.com") || !strings.Contains(r.body, `<div id="root">`) {
+		t.Fatalf("the index still loads a third-party stylesheet: %s", r.body)
+	}
 	if csp := r.hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Fatalf("csp: %q", csp)
 	}

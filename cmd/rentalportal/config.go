@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,13 +27,13 @@ import (
 type Config struct {
 	AppEnv    string `env:"APP_ENV" envDefault:"development" validate:"oneof=development production"`
 	Version   string `env:"-"`
-	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"required,hostname_port|startswith=:"`
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"required,listenaddr"`
 	PublicURL string `env:"PUBLIC_BASE_URL" validate:"omitempty,url"`
 
 	// DashboardAddr is where the dashboard role listens when run alone.
-	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081"`
+	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081" validate:"required,listenaddr"`
 	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
-	MetricsAddr string `env:"METRICS_ADDR"`
+	MetricsAddr string `env:"METRICS_ADDR" validate:"omitempty,listenaddr"`
 	// MetricsToken, if set, is the bearer token a scrape of /metrics must send.
 	MetricsToken string `env:"METRICS_TOKEN" secret:"true"`
 	// OpenAPIServersSpec is the servers list of /api/openapi.json: name=url,...
@@ -169,6 +171,12 @@ func validateConfig(cfg *Config) error {
 		u, err := url.Parse(fl.Field().String())
 		return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host != ""
 	})
+	// host:port or :port, port 0 (any free port: tests) to 65535.
+	_ = v.RegisterValidation("listenaddr", func(fl validator.FieldLevel) bool {
+		_, port, err := net.SplitHostPort(fl.Field().String())
+		n, perr := strconv.Atoi(port)
+		return err == nil && perr == nil && n >= 0 && n <= 65535
+	})
 	_ = v.RegisterValidation("redisurl", func(fl validator.FieldLevel) bool {
 		_, err := asynq.ParseRedisURI(fl.Field().String())
 		return err == nil
@@ -226,6 +234,8 @@ func describeRule(fe validator.FieldError) string {
 		return "must be an absolute URL"
 	case "postgresurl":
 		return "must be a postgres:// URL"
+	case "listenaddr":
+		return "must be host:port or :port"
 	case "redisurl":
 		return "must be a Redis URI (redis://, rediss://, redis-socket:// or redis-sentinel://)"
 	case "required":
