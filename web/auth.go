@@ -170,12 +170,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	value, exp := c.sessions.issue(u)
 	http.SetCookie(w, sessionCookie(value, exp, c.proxies.https(r)))
 	op := operator{Name: u.Name, Role: u.Role}
-	c.audit(r, op, auditTarget{Action: "login"}, http.StatusOK)
 	if asJSON {
+		c.audit(r, op, auditTarget{Action: "login"}, http.StatusOK)
 		writeJSON(w, http.StatusOK, map[string]any{"operator": u.Name, "role": u.Role,
 			"read_only": u.Role != RoleOperator, "expires_at": exp.UTC().Format(time.RFC3339)})
 		return
 	}
+	c.audit(r, op, auditTarget{Action: "login"}, http.StatusSeeOther)
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
 
@@ -185,15 +186,19 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, codeForbidden, "cross-site logout refused")
 		return
 	}
+	status := http.StatusSeeOther
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		status = http.StatusNoContent
+	}
 	if op, ok := c.fromSession(r); ok {
-		c.audit(r, op, auditTarget{Action: "logout"}, http.StatusOK)
+		c.audit(r, op, auditTarget{Action: "logout"}, status)
 	}
 	http.SetCookie(w, sessionCookie("", time.Time{}, c.proxies.https(r)))
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
-		w.WriteHeader(http.StatusNoContent)
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
 		return
 	}
-	http.Redirect(w, r, LoginPath, http.StatusSeeOther)
+	http.Redirect(w, r, LoginPath, status)
 }
 
 // safeNext keeps a post-login redirect on this site: a path, never a URL

@@ -194,6 +194,11 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if strings.HasPrefix(r.URL.Path, RootPath+"/static/") {
+		// Asynqmon's scripts have content hashes in their names: the
+		// browser may keep them (privately: they are behind the login).
+		w.Header().Set("Cache-Control", "private, max-age=86400")
+	}
 	if isSafeMethod(r.Method) {
 		h := c.full
 		if op.Role != RoleOperator {

@@ -396,7 +396,7 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 		{"victor", "run", "critical", id},
 		{"victor", "login", "", ""},
 	}
-	wantStatus := []int{200, 204, 403, 200, 403, 200}
+	wantStatus := []int{200, 204, 403, 303, 403, 303}
 	if len(page.Data) != len(want) || page.Pagination.HasMore || page.Pagination.NextCursor != nil {
 		t.Fatalf("audit page: %s", r.body)
 	}
