@@ -7,7 +7,6 @@ package api
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/account"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -44,6 +44,15 @@ type Config struct {
 	// OpenAPIServers is the servers list of /api/openapi.json
 	// (OPENAPI_SERVERS); empty means this server ("/").
 	OpenAPIServers []OpenAPIServer
+	// BcryptCost is the cost of password hashes (0: 12).
+	BcryptCost int
+	// BookingPaymentTTL is how long a new booking waits for its payment
+	// before it expires (0: 30m).
+	BookingPaymentTTL time.Duration
+	// BookingMaxNights bounds a booking's length (0: 90).
+	BookingMaxNights int
+	// BookingMaxAdvanceDays bounds how far ahead a booking may start (0: 365).
+	BookingMaxAdvanceDays int
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -76,6 +85,7 @@ type Server struct {
 	openapi  *openAPIDocument
 	started  time.Time
 	draining atomic.Bool
+	hasher   *account.Hasher
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -93,6 +103,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.openapi = doc
+	if err := s.setupAccounts(); err != nil {
+		return nil, err
+	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
@@ -144,9 +157,4 @@ func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE
 
 func notImplemented(c *gin.Context) {
 	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
-}
-
-// isUnavailable reports whether err means a dependency is down.
-func isUnavailable(err error) bool {
-	return portal.ErrorCode(err) == portal.EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded)
 }

@@ -29,7 +29,7 @@ func New(w io.Writer, o Options) (*slog.Logger, io.Closer, error) {
 	if err := level.UnmarshalText([]byte(o.Level)); err != nil {
 		return nil, nil, fmt.Errorf("log level %q: %w", o.Level, err)
 	}
-	var closer io.Closer = io.NopCloser(nil)
+	var closer io.Closer = nopCloser{}
 	if o.File != "" {
 		lj := &lumberjack.Logger{Filename: o.File, MaxSize: 100, MaxBackups: 5, MaxAge: 28, Compress: true}
 		w, closer = lj, lj
@@ -78,3 +78,7 @@ func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
 }
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }

@@ -20,18 +20,25 @@ type OutboxMessage struct {
 func AddOutbox(ctx context.Context, q Queryer, msgs ...OutboxMessage) error {
 	now := Now()
 	for _, m := range msgs {
-		var at *time.Time
-		if !m.ProcessAt.IsZero() {
-			t := m.ProcessAt.UTC().Truncate(time.Microsecond)
-			at = &t
-		}
-		_, err := Exec(ctx, q, `INSERT INTO outbox (id, task_type, payload, process_at, created_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, m.ID, m.Type, m.Payload, at, now)
-		if err != nil {
+		if _, err := Exec(ctx, q, insertOutboxSQL, outboxArgs(m, now)...); err != nil {
 			return fmt.Errorf("add outbox %s: %w", m.ID, err)
 		}
 	}
 	return nil
+}
+
+// insertOutboxSQL writes one outbox message (outboxArgs); a statement of its
+// own, or the last part of a larger one (CreateBooking on PostgreSQL).
+const insertOutboxSQL = `INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+	VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+
+func outboxArgs(m OutboxMessage, now time.Time) []any {
+	var at *time.Time
+	if !m.ProcessAt.IsZero() {
+		t := m.ProcessAt.UTC().Truncate(time.Microsecond)
+		at = &t
+	}
+	return []any{m.ID, m.Type, m.Payload, at, now}
 }
 
 type outboxRow struct {

@@ -18,11 +18,11 @@ func (w *Worker) Mux() *asynq.ServeMux {
 
 	mux.HandleFunc(tasks.TypeImageThumbnail, notYet)
 	mux.HandleFunc(tasks.TypeStripeEvent, notYet)
-	mux.HandleFunc(tasks.TypeBookingExpire, notYet)
+	mux.HandleFunc(tasks.TypeBookingExpire, w.expireBooking)
 	mux.HandleFunc(tasks.TypeBookingRefund, notYet)
 	mux.HandleFunc(tasks.TypePaymentIntent, notYet)
 	mux.HandleFunc(tasks.TypePaymentsReconcile, notYet)
-	mux.HandleFunc(tasks.TypeBookingsTick, notYet)
+	mux.HandleFunc(tasks.TypeBookingsTick, w.bookingsTick)
 	mux.HandleFunc(tasks.TypeMaintenanceSweep, w.sweep)
 	mux.HandleFunc(tasks.TypeMaintenanceCleanup, w.cleanup)
 	mux.HandleFunc(tasks.TypeNotifyEmail, notYet)

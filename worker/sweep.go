@@ -11,8 +11,9 @@ import (
 )
 
 // sweep re-enqueues work the database says is outstanding: outbox rows a
-// crash left unsent. Everything it enqueues has a deterministic ID, so a
-// sweep that races the normal path enqueues nothing twice.
+// crash left unsent, and expiries of bookings still unpaid past their
+// deadline. Everything it enqueues has a deterministic ID, so a sweep that
+// races the normal path enqueues nothing twice.
 func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 	n, err := w.deps.Relay.Pending(ctx, w.cfg.OutboxGrace, 1000)
 	if err != nil {
@@ -20,6 +21,13 @@ func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 	}
 	if n > 0 {
 		w.log.InfoContext(ctx, "sweeper relayed outbox rows", "rows", n)
+	}
+	n, err = w.sweepExpiries(ctx)
+	if err != nil {
+		return fmt.Errorf("sweep overdue expiries: %w", err)
+	}
+	if n > 0 {
+		w.log.InfoContext(ctx, "sweeper enqueued overdue booking expiries", "bookings", n)
 	}
 	return nil
 }

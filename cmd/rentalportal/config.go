@@ -27,11 +27,11 @@ import (
 type Config struct {
 	AppEnv    string `env:"APP_ENV" envDefault:"development" validate:"oneof=development production"`
 	Version   string `env:"-"`
-	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"required,listenaddr"`
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080" validate:"listenaddr"`
 	PublicURL string `env:"PUBLIC_BASE_URL" validate:"omitempty,url"`
 
 	// DashboardAddr is where the dashboard role listens when run alone.
-	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081" validate:"required,listenaddr"`
+	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081" validate:"listenaddr"`
 	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
 	MetricsAddr string `env:"METRICS_ADDR" validate:"omitempty,listenaddr"`
 	// MetricsToken, if set, is the bearer token a scrape of /metrics must send.
@@ -61,6 +61,14 @@ type Config struct {
 	JWTIssuer   string        `env:"JWT_ISSUER" envDefault:"rentalportal"`
 	JWTAudience string        `env:"JWT_AUDIENCE" envDefault:"rentalportal-api"`
 	JWTTTL      time.Duration `env:"JWT_TTL" envDefault:"15m" validate:"min=1m,max=24h"`
+
+	// Accounts: the bcrypt cost of password hashes (production needs >= 10).
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"12" validate:"min=4,max=31"`
+	// Bookings: how long a new booking waits for its payment before it
+	// expires, its longest stay in nights, and how far ahead it may start.
+	BookingPaymentTTL     time.Duration `env:"BOOKING_PAYMENT_TTL" envDefault:"30m" validate:"min=1s,max=24h"`
+	BookingMaxNights      int           `env:"BOOKING_MAX_NIGHTS" envDefault:"90" validate:"min=1,max=3650"`
+	BookingMaxAdvanceDays int           `env:"BOOKING_MAX_ADVANCE_DAYS" envDefault:"365" validate:"min=1,max=3650"`
 
 	StripeSecretKey     string        `env:"STRIPE_SECRET_KEY" secret:"true"`
 	StripeWebhookSecret []string      `env:"STRIPE_WEBHOOK_SECRET" secret:"true"`
@@ -96,6 +104,24 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+
+	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
+	// by the entry's Env name.
+	CronBookingsTick       string `env:"CRON_BOOKINGS_TICK"`
+	CronMaintenanceSweep   string `env:"CRON_MAINTENANCE_SWEEP"`
+	CronPaymentsReconcile  string `env:"CRON_PAYMENTS_RECONCILE"`
+	CronMaintenanceCleanup string `env:"CRON_MAINTENANCE_CLEANUP"`
+}
+
+// cronOverrides returns the cron spec overrides by variable name.
+func (c *Config) cronOverrides() func(string) string {
+	m := map[string]string{
+		"CRON_BOOKINGS_TICK":       c.CronBookingsTick,
+		"CRON_MAINTENANCE_SWEEP":   c.CronMaintenanceSweep,
+		"CRON_PAYMENTS_RECONCILE":  c.CronPaymentsReconcile,
+		"CRON_MAINTENANCE_CLEANUP": c.CronMaintenanceCleanup,
+	}
+	return func(k string) string { return m[k] }
 }
 
 // embedded reports which parts run on the embedded defaults.
@@ -155,7 +181,7 @@ func configParseError(err error, params []env.FieldParams) error {
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			msgs = append(msgs, fmt.Sprintf("%s: cannot parse as %s: %v", fields[pe.Name], pe.Type, errors.Unwrap(pe.Err)))
+			msgs = append(msgs, fmt.Sprintf("%s: cannot parse as %s: %v", fields[pe.Name], pe.Type, pe.Err))
 			continue
 		}
 		msgs = append(msgs, e.Error())
@@ -171,7 +197,6 @@ func validateConfig(cfg *Config) error {
 		u, err := url.Parse(fl.Field().String())
 		return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host != ""
 	})
-	// host:port or :port, port 0 (any free port: tests) to 65535.
 	_ = v.RegisterValidation("listenaddr", func(fl validator.FieldLevel) bool {
 		_, port, err := net.SplitHostPort(fl.Field().String())
 		n, perr := strconv.Atoi(port)
@@ -200,6 +225,9 @@ func validateConfig(cfg *Config) error {
 		}
 		if cfg.RedisURL == "" {
 			msgs = append(msgs, "REDIS_URL: production needs Redis (the embedded one keeps no tasks across restarts)")
+		}
+		if cfg.BcryptCost < 10 {
+			msgs = append(msgs, "BCRYPT_COST: production needs a cost of at least 10")
 		}
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
@@ -234,10 +262,10 @@ func describeRule(fe validator.FieldError) string {
 		return "must be an absolute URL"
 	case "postgresurl":
 		return "must be a postgres:// URL"
-	case "listenaddr":
-		return "must be host:port or :port"
 	case "redisurl":
 		return "must be a Redis URI (redis://, rediss://, redis-socket:// or redis-sentinel://)"
+	case "listenaddr":
+		return "must be a listen address host:port (e.g. :8080 or 127.0.0.1:8080)"
 	case "required":
 		return "is required"
 	}

@@ -36,7 +36,9 @@ func (p *platform) startMetrics(ctx context.Context, g *errgroup.Group, role str
 		reg.KnownTasks(queueOf)
 	}
 	h := reg.Handler(p.cfg.MetricsToken)
-	if p.cfg.MetricsAddr == "" {
+	// Worker and scheduler serve /metrics beside their probes (on
+	// METRICS_ADDR, or the default probe address): the caller mounts it.
+	if p.cfg.MetricsAddr == "" || (role != roleAll && role != roleAPI && role != roleDashboard) {
 		if p.cfg.production() && p.cfg.MetricsToken == "" && (role == roleAll || role == roleAPI) {
 			p.log.Warn("/metrics is served without a token on HTTP_ADDR: set METRICS_TOKEN or METRICS_ADDR")
 		}

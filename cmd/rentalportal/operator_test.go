@@ -9,7 +9,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-func envOf(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+func operatorEnv(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 
 func TestOperatorSettings(t *testing.T) {
 	t.Parallel()
@@ -43,7 +43,7 @@ func TestOperatorSettings(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, err := loadConfig(envOf(c.env))
+			cfg, err := loadConfig(operatorEnv(c.env))
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -26,8 +27,12 @@ Roles (each runs until SIGINT/SIGTERM, then shuts down gracefully):
   dashboard    Asynqmon at /monitoring behind operator auth (DASHBOARD_ADDR)
 
 Tools:
+  admin            manage administrators: "admin create --email E --name N"
+                   (password on stdin or from --password-env VAR), "admin promote --email E"
   migrate          apply the embedded schema migrations and exit
   stripe-trigger   send a signed test Stripe event to a running API
+  healthcheck      exit 0 if a readiness probe answers 200 (for container
+                   health checks; default: this machine's API)
   version          print the version
 
 Configuration comes from the environment; see .env.example.
@@ -48,14 +53,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version", "--version":
 		fmt.Fprintln(stdout, "rentalportal", version)
 		return nil
+	case "admin":
+		return runAdmin(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, getenv, stdout, stderr)
 	case "stripe-trigger":
 		return runStripeTrigger(ctx, rest, getenv, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, getenv, stdout)
 	case roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard:
 		return serve(ctx, cmd, getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q (one of: %s)", cmd, strings.Join(
-		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "version"}, ", "))
+		[]string{roleAll, roleAPI, roleWorker, roleScheduler, roleDashboard, "migrate", "stripe-trigger", "healthcheck", "version"}, ", "))
 }

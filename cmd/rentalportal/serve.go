@@ -153,7 +153,8 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			links = append(links, "Metrics:    "+base+"/metrics")
 			mux.Handle("GET /metrics", metricsHandler)
 		}
-		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, mux, cfg.ShutdownTimeout, nil) })
+		h := probeHandler(map[string]func(context.Context) error{"redis": redisPinger{p.redis}.Ping, "database": p.db.Ping}, mux)
+		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, h, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
 		w := worker.New(worker.Config{
@@ -165,13 +166,40 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 	}
 	if runScheduler {
-		s, err := worker.NewScheduler(worker.Schedule, getenv, p.client, log)
+		s, err := worker.NewScheduler(worker.Schedule, cfg.cronOverrides(), p.client, log)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return s.Run(gctx) })
 	}
 
+	if !runAPI && role != roleDashboard {
+		// Worker and scheduler have no HTTP server: give them one for
+		// probes (and metrics) so orchestrators can check them.
+		addr := cfg.MetricsAddr
+		if addr == "" {
+			addr = defaultProbeAddr
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
+		}
+		deps := map[string]func(context.Context) error{"redis": redisPinger{p.redis}.Ping}
+		if p.db != nil {
+			deps["database"] = p.db.Ping
+		}
+		links = append(links, "Probes:     "+baseURL(ln.Addr(), addr)+"/health/readiness")
+		var extra http.Handler
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+baseURL(ln.Addr(), addr)+"/metrics")
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", metricsHandler)
+			extra = mux
+		}
+		g.Go(func() error {
+			return serveHTTP(gctx, log, "probes", ln, probeHandler(deps, extra), cfg.ShutdownTimeout, nil)
+		})
+	}
 	printBanner(stdout, cfg, role, links, time.Since(started))
 	log.Info("started", "role", role, "version", version, "startup_ms", time.Since(started).Milliseconds())
 	err = g.Wait()
@@ -277,6 +305,11 @@ func (p *platform) apiConfig(role string) api.Config {
 		JWTIssuer:        p.cfg.JWTIssuer,
 		JWTAudience:      p.cfg.JWTAudience,
 		JWTTTL:           p.cfg.JWTTTL,
+
+		BcryptCost:            p.cfg.BcryptCost,
+		BookingPaymentTTL:     p.cfg.BookingPaymentTTL,
+		BookingMaxNights:      p.cfg.BookingMaxNights,
+		BookingMaxAdvanceDays: p.cfg.BookingMaxAdvanceDays,
 	}
 }
 

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
+)
+
+func numCPU() int       { return runtime.NumCPU() }
+func goVersion() string { return runtime.Version() }
+
+// benchStartup: `rentalportal all` on embedded defaults, from exec to the
+// first 200 of /health/readiness, with a fresh DATA_DIR (migrations run) and
+// with an existing one; baseline: exec of `rentalportal version`.
+func benchStartup(ctx context.Context, env Env) ([]Row, error) {
+	n := 7
+	if env.Quick {
+		n = 2
+	}
+	var base, fresh, warm []time.Duration
+	dir := filepath.Join(env.Tmp, "startup-warm")
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if err := exec.CommandContext(ctx, env.Binary, "version").Run(); err != nil {
+			return nil, err
+		}
+		base = append(base, time.Since(start))
+		for _, c := range []struct {
+			dir string
+			out *[]time.Duration
+		}{{filepath.Join(env.Tmp, fmt.Sprintf("startup-fresh-%d", i)), &fresh}, {dir, &warm}} {
+			addr := freeAddr()
+			start := time.Now()
+			p, err := startProc(ctx, env.Binary, []string{"all"}, map[string]string{"HTTP_ADDR": addr, "DATA_DIR": c.dir})
+			if err != nil {
+				return nil, err
+			}
+			if _, err := waitHTTP(ctx, "http://"+addr+"/health/readiness", 10*time.Second); err != nil {
+				p.stop()
+				return nil, err
+			}
+			*c.out = append(*c.out, time.Since(start))
+			p.stop()
+		}
+	}
+	b := percentile(base, 0.5)
+	f, w := percentile(fresh, 0.5), percentile(warm, 0.5)
+	return []Row{
+		{Metric: "all → readiness 200, fresh DATA_DIR (p50 of " + strconv.Itoa(n) + ")", Value: ms(f), Baseline: "exec `version` " + ms(b),
+			Ratio: ratio(float64(f), float64(b)), Target: "< 1000 ms", Verdict: verdict(f < time.Second)},
+		{Metric: "all → readiness 200, existing DATA_DIR (p50)", Value: ms(w), Baseline: "exec `version` " + ms(b),
+			Ratio: ratio(float64(w), float64(b)), Target: "< 1000 ms", Verdict: verdict(w < time.Second)},
+	}, nil
+}
+
+// benchIdleRSS: each role idle for a few seconds on PostgreSQL and Redis
+// (all on embedded defaults); baseline: a bare Go net/http server.
+func benchIdleRSS(ctx context.Context, env Env) ([]Row, error) {
+	baseBin, err := buildBareServer(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	idle := 5 * time.Second
+	if env.Quick {
+		idle = time.Second
+	}
+	baseAddr := freeAddr()
+	bp, err := startProc(ctx, baseBin, nil, map[string]string{"ADDR": baseAddr})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := waitHTTP(ctx, "http://"+baseAddr+"/", 5*time.Second); err != nil {
+		bp.stop()
+		return nil, err
+	}
+	time.Sleep(idle)
+	baseRSS, err := bp.rss()
+	bp.stop()
+	if err != nil {
+		return nil, err
+	}
+	schema := "bench_rss"
+	if err := resetSchema(ctx, env.PGURL, schema); err != nil {
+		return nil, err
+	}
+	dbURL := schemaURL(env.PGURL, schema)
+	var rows []Row
+	for _, role := range []string{"all", "api", "worker", "scheduler", "dashboard"} {
+		e := map[string]string{"DATA_DIR": filepath.Join(env.Tmp, "rss-"+role), "HTTP_ADDR": freeAddr(),
+			"DASHBOARD_ADDR": freeAddr(), "METRICS_ADDR": freeAddr()}
+		probe := "http://" + e["METRICS_ADDR"] + "/health/readiness"
+		switch role {
+		case "all":
+			delete(e, "METRICS_ADDR")
+			probe = "http://" + e["HTTP_ADDR"] + "/health/readiness"
+		case "api":
+			e["DATABASE_URL"], e["REDIS_URL"] = dbURL, env.RedisURL
+			delete(e, "METRICS_ADDR")
+			probe = "http://" + e["HTTP_ADDR"] + "/health/readiness"
+		case "dashboard":
+			e["DATABASE_URL"], e["REDIS_URL"] = dbURL, env.RedisURL
+			probe = "http://" + e["DASHBOARD_ADDR"] + "/health/readiness"
+		default:
+			e["DATABASE_URL"], e["REDIS_URL"] = dbURL, env.RedisURL
+		}
+		p, err := startProc(ctx, env.Binary, []string{role}, e)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := waitHTTP(ctx, probe, 10*time.Second); err != nil {
+			p.stop()
+			return nil, fmt.Errorf("%s: %w", role, err)
+		}
+		time.Sleep(idle)
+		r, err := p.rss()
+		p.stop()
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, Row{Metric: "idle RSS: " + role, Value: mib(r), Baseline: "bare net/http " + mib(baseRSS),
+			Ratio: ratio(float64(r), float64(baseRSS)), Target: "< 40 MiB", Verdict: verdict(r < 40<<20)})
+	}
+	return rows, nil
+}
+
+// buildBareServer compiles the baseline: a Go HTTP server that does nothing.
+func buildBareServer(ctx context.Context, env Env) (string, error) {
+	dir := filepath.Join(env.Tmp, "bare")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	src := `package main
+import ("net/http"; "os")
+func main() { http.ListenAndServe(os.Getenv("ADDR"), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })) }
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "bare")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "main.go")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GO111MODULE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build bare server: %v %s", err, out)
+	}
+	return bin, nil
+}
+
+func resetSchema(ctx context.Context, pgURL, schema string) error {
+	db, err := store.Open(ctx, pgURL, "", store.Options{MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, q := range []string{`CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public`,
+		`DROP SCHEMA IF EXISTS ` + schema + ` CASCADE`, `CREATE SCHEMA ` + schema} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redisStats reads the server's command count and CPU seconds.
+func redisStats(ctx context.Context, c redis.UniversalClient) (cmds int64, cpu float64, err error) {
+	info, err := c.Info(ctx, "stats", "cpu").Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "total_commands_processed":
+			cmds, _ = strconv.ParseInt(v, 10, 64)
+		case "used_cpu_sys", "used_cpu_user":
+			f, _ := strconv.ParseFloat(v, 64)
+			cpu += f
+		}
+	}
+	return cmds, cpu, nil
+}
+
+// benchIdlePolling measures what idle workers cost Redis (commands/s and
+// Redis CPU) at several TaskCheckIntervals, with N idle worker processes,
+// beside Redis with no worker; and the pickup latency each interval buys,
+// measured with an asynq server configured like ours and a no-op handler
+// fed one task every 100 ms.
+func benchIdlePolling(ctx context.Context, env Env) ([]Row, error) {
+	opt, err := asynq.ParseRedisURI(env.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	rc := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rc.Close()
+	window := 5 * time.Second
+	if env.Quick {
+		window = 2 * time.Second
+	}
+	measure := func() (float64, float64, error) {
+		c0, cpu0, err := redisStats(ctx, rc)
+		if err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(window)
+		c1, cpu1, err := redisStats(ctx, rc)
+		return float64(c1-c0-2) / window.Seconds(), 100 * (cpu1 - cpu0) / window.Seconds(), err
+	}
+	baseCmds, baseCPU, err := measure()
+	if err != nil {
+		return nil, err
+	}
+	baseCmds = max(baseCmds, 0)
+	base := fmt.Sprintf("no worker: %.0f cmd/s, %.1f%% CPU", baseCmds, baseCPU)
+	schema := "bench_idle"
+	if err := resetSchema(ctx, env.PGURL, schema); err != nil {
+		return nil, err
+	}
+	dbURL := schemaURL(env.PGURL, schema)
+	var rows []Row
+	for _, interval := range []time.Duration{time.Second, 100 * time.Millisecond, 20 * time.Millisecond, 10 * time.Millisecond} {
+		lat, err := pickupLatency(ctx, rc, interval, env.Quick)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, Row{Metric: fmt.Sprintf("pickup latency @ %s: p50 / p99", interval),
+			Value: ms(percentile(lat, 0.5)) + " / " + ms(percentile(lat, 0.99)), Baseline: "-"})
+		for _, n := range []int{1, 4} {
+			var procs []*proc
+			for i := 0; i < n; i++ {
+				p, err := startProc(ctx, env.Binary, []string{"worker"}, map[string]string{"DATABASE_URL": dbURL,
+					"REDIS_URL": env.RedisURL, "WORKER_TASK_CHECK_INTERVAL": interval.String(), "METRICS_ADDR": freeAddr(),
+					"DATA_DIR": filepath.Join(env.Tmp, "idle")})
+				if err != nil {
+					return nil, err
+				}
+				procs = append(procs, p)
+			}
+			time.Sleep(2 * time.Second) // let them settle
+			cmds, cpu, err := measure()
+			for _, p := range procs {
+				p.stop()
+			}
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, Row{Metric: fmt.Sprintf("  %d idle worker(s) @ %s: Redis cmd/s, CPU", n, interval),
+				Value: fmt.Sprintf("%.0f cmd/s, %.1f%%", cmds, cpu), Baseline: base, Ratio: ratio(cpu, max(baseCPU, 0.1)) + " CPU"})
+		}
+	}
+	return rows, nil
+}
+
+// pickupLatency runs an asynq server configured as the platform's workers
+// (same queues and weights, the given TaskCheckInterval) with a no-op
+// handler, and returns enqueue → handler start for tasks sent every 100 ms
+// into otherwise empty queues.
+func pickupLatency(ctx context.Context, rc redis.UniversalClient, interval time.Duration, quick bool) ([]time.Duration, error) {
+	if err := rc.FlushDB(ctx).Err(); err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{Concurrency: 10, Queues: tasks.QueueWeights,
+		TaskCheckInterval: interval, LogLevel: asynq.ErrorLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:noop", func(_ context.Context, t *asynq.Task) error {
+		var sent time.Time
+		if err := json.Unmarshal(t.Payload(), &sent); err != nil {
+			return err
+		}
+		mu.Lock()
+		lat = append(lat, time.Since(sent))
+		mu.Unlock()
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		return nil, err
+	}
+	defer srv.Shutdown()
+	client := asynq.NewClientFromRedisClient(rc)
+	n := 60
+	if quick {
+		n = 15
+	}
+	time.Sleep(interval + 100*time.Millisecond)
+	for i := 0; i < n; i++ {
+		b, _ := json.Marshal(time.Now())
+		if _, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", b, asynq.Queue(tasks.QueueCritical))); err != nil {
+			return nil, err
+		}
+		// Space the tasks so each meets an idle worker.
+		time.Sleep(100*time.Millisecond + interval/3)
+	}
+	time.Sleep(interval + 200*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lat) < n {
+		return nil, fmt.Errorf("only %d of %d tasks ran", len(lat), n)
+	}
+	return lat, nil
+}

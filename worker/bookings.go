@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/rentalportal/portal/booking"
+	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
+)
+
+// tickBatch is how many bookings the tick reads at a time.
+const tickBatch = 500
+
+// expireBooking expires a booking still unpaid at its deadline. A booking
+// that moved on (paid, cancelled, already expired) makes the task a no-op,
+// not an error: the task was scheduled at creation and goes stale whenever
+// the renter pays in time. A task that runs before the deadline (clock skew
+// between hosts) fails and is retried later.
+func (w *Worker) expireBooking(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.BookingExpire](t)
+	if err != nil {
+		return err
+	}
+	b, err := store.GetBooking(ctx, w.deps.DB, p.BookingID)
+	if err != nil {
+		return err
+	}
+	if b.Status != booking.PendingPayment {
+		w.log.DebugContext(ctx, "booking moved on: nothing to expire", "booking_id", b.ID, "status", b.Status)
+		return nil
+	}
+	if now := time.Now(); now.Before(b.ExpiresAt) {
+		return fmt.Errorf("booking %s expires at %s, not yet (now %s)", b.ID,
+			b.ExpiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	moved, err := w.transition(ctx, b.ID, booking.Expire, store.Source{Kind: store.SourceTask, Ref: taskID})
+	if err != nil {
+		return err
+	}
+	if !moved {
+		w.log.DebugContext(ctx, "booking moved on while expiring it", "booking_id", b.ID)
+		return nil
+	}
+	w.log.InfoContext(ctx, "booking expired unpaid", "booking_id", b.ID)
+	return nil
+}
+
+// transition applies one event to one booking in its own transaction. moved
+// is false, with no error, when the booking was no longer in a state the
+// event applies to (it moved on: the work is done or moot).
+func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source) (moved bool, err error) {
+	err = w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := store.ApplyBookingEvent(ctx, tx, id, ev, src)
+		return err
+	})
+	var ill *booking.IllegalTransition
+	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("booking %s %s: %w", id, ev, err)
+	}
+	return true, nil
+}
+
+// bookingsTick moves bookings by the calendar (UTC): confirmed bookings whose
+// first day has come become active, then active bookings that are over
+// (today >= end_date, which is exclusive) become completed — so a booking
+// whose whole stay passed while nothing ran goes through both in one tick.
+// Each booking moves in its own compare-and-set; one that fails does not
+// stop the others, and the task is retried for it.
+func (w *Worker) bookingsTick(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.Tick](t)
+	if err != nil {
+		return err
+	}
+	// The tick's own time, so a late or retried tick does what its minute
+	// asked; never a time ahead of the clock.
+	at := time.Now()
+	if !p.At.IsZero() && p.At.Before(at) {
+		at = p.At
+	}
+	today := booking.DateOf(at, time.UTC)
+	taskID, _ := asynq.GetTaskID(ctx)
+	src := store.Source{Kind: store.SourceCron, Ref: taskID}
+	started, errStart := w.transitionAll(ctx, today, store.BookingsToStart, booking.Start, src)
+	ended, errEnd := w.transitionAll(ctx, today, store.BookingsToEnd, booking.End, src)
+	if started+ended > 0 {
+		w.log.InfoContext(ctx, "bookings tick", "date", today.String(), "started", started, "completed", ended)
+	}
+	return errors.Join(errStart, errEnd)
+}
+
+type bookingBatch func(ctx context.Context, q store.Queryer, today booking.Date, after string, limit int) ([]string, error)
+
+// transitionAll applies ev to every booking find returns, batch by batch in
+// ID order, and returns how many moved.
+func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find bookingBatch, ev booking.Event, src store.Source) (int, error) {
+	moved, after := 0, ""
+	var errs []error
+	for {
+		ids, err := find(ctx, w.deps.DB, today, after, tickBatch)
+		if err != nil {
+			return moved, err
+		}
+		for _, id := range ids {
+			if err := ctx.Err(); err != nil {
+				return moved, err
+			}
+			ok, err := w.transition(ctx, id, ev, src)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok {
+				moved++
+			}
+		}
+		if len(ids) < tickBatch {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	if len(errs) > 0 {
+		return moved, fmt.Errorf("%d bookings failed to %s (first: %w)", len(errs), ev, errs[0])
+	}
+	return moved, nil
+}
+
+// sweepExpiries enqueues booking:expire, with its deterministic task ID,
+// for every booking still pending payment past its deadline (plus grace, so
+// the task scheduled at creation has had its chance). A task that is
+// already queued, running or just done keeps the ID, so nothing doubles.
+func (w *Worker) sweepExpiries(ctx context.Context) (int, error) {
+	ids, err := store.OverdueExpiries(ctx, w.deps.DB, time.Now().Add(-w.cfg.OutboxGrace), 1000)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	msgs := make([]tasks.Message, 0, len(ids))
+	for _, id := range ids {
+		m, err := tasks.Encode(tasks.BookingExpire{BookingID: id})
+		if err != nil {
+			return 0, err
+		}
+		msgs = append(msgs, m)
+	}
+	w.deps.Relay.Publish(ctx, msgs...)
+	return len(msgs), nil
+}
