@@ -123,28 +123,11 @@ type pinger struct{ c redis.UniversalClient }
 
 func (p pinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
 
-type answer struct {
-	code int
-	hdr  http.Header
-	body string
-}
+type answer = testkit.Response
 
 func call(t *testing.T, c *http.Client, method, u string, body io.Reader, hdr ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, u, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, string(b)}
+	return testkit.Do(t, c, method, u, body, hdr...)
 }
 
 // TestResponsesMatchTheDocument drives everything this branch serves and
@@ -161,8 +144,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 
 	for _, path := range []string{"/health", "/health/database", "/health/queues", "/health/memory", "/health/disk",
 		"/health/liveness", "/health/readiness", "/api/openapi.json", "/api/docs", "/ops/login"} {
-		if a := call(t, c, http.MethodGet, p.url+path, nil); a.code != http.StatusOK {
-			t.Errorf("GET %s: %d %s", path, a.code, a.body)
+		if a := call(t, c, http.MethodGet, p.url+path, nil); a.Code != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, a.Code, a.Body)
 		}
 	}
 	// Every route behind a bearer token answers 401 in the one error shape
@@ -177,8 +160,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 			u := p.url + strings.ReplaceAll(path, "{id}", "01934f6e-8f0a-7c3b-9d4e-5a6b7c8d9e0f")
 			for _, auth := range []string{"", "Bearer not-a-token"} {
 				a := call(t, c, method, u, nil, "Authorization", auth)
-				if a.code != http.StatusUnauthorized || !strings.Contains(a.hdr.Get("WWW-Authenticate"), "Bearer") {
-					t.Errorf("%s %s with %q: %d %s", method, path, auth, a.code, a.body)
+				if a.Code != http.StatusUnauthorized || !strings.Contains(a.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("%s %s with %q: %d %s", method, path, auth, a.Code, a.Body)
 				}
 			}
 			n++
@@ -188,59 +171,59 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		t.Fatalf("only %d bearer routes checked", n)
 	}
 	// Unknown paths and methods.
-	if a := call(t, c, http.MethodGet, p.url+"/api/v1/nope", nil); a.code != http.StatusNotFound {
-		t.Errorf("unknown path: %d", a.code)
+	if a := call(t, c, http.MethodGet, p.url+"/api/v1/nope", nil); a.Code != http.StatusNotFound {
+		t.Errorf("unknown path: %d", a.Code)
 	}
-	if a := call(t, c, http.MethodPut, p.url+"/api/v1/listings", nil); a.code != http.StatusMethodNotAllowed {
-		t.Errorf("unknown method: %d %s", a.code, a.body)
+	if a := call(t, c, http.MethodPut, p.url+"/api/v1/listings", nil); a.Code != http.StatusMethodNotAllowed {
+		t.Errorf("unknown method: %d %s", a.Code, a.Body)
 	}
-	if a := call(t, c, http.MethodGet, p.url+"/health/liveness", nil, "Accept", "application/json"); a.code != http.StatusOK {
-		t.Errorf("liveness: %d", a.code)
+	if a := call(t, c, http.MethodGet, p.url+"/health/liveness", nil, "Accept", "application/json"); a.Code != http.StatusOK {
+		t.Errorf("liveness: %d", a.Code)
 	}
 
 	// The operator endpoints: refused anonymously, then through a session.
 	for _, path := range []string{web.MePath, web.AuditPath} {
-		if a := call(t, c, http.MethodGet, p.url+path, nil); a.code != http.StatusUnauthorized {
-			t.Errorf("anonymous %s: %d", path, a.code)
+		if a := call(t, c, http.MethodGet, p.url+path, nil); a.Code != http.StatusUnauthorized {
+			t.Errorf("anonymous %s: %d", path, a.Code)
 		}
 	}
 	if a := call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(`{"username":"alice","password":"nope"}`),
-		"Content-Type", "application/json"); a.code != http.StatusUnauthorized {
-		t.Errorf("wrong password: %d %s", a.code, a.body)
+		"Content-Type", "application/json"); a.Code != http.StatusUnauthorized {
+		t.Errorf("wrong password: %d %s", a.Code, a.Body)
 	}
 	form := url.Values{"username": {"alice"}, "password": {"nope"}}
 	if a := call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(form.Encode()),
-		"Content-Type", "application/x-www-form-urlencoded"); a.code != http.StatusUnauthorized || !strings.Contains(a.hdr.Get("Content-Type"), "text/html") {
-		t.Errorf("wrong password (form): %d %s", a.code, a.hdr.Get("Content-Type"))
+		"Content-Type", "application/x-www-form-urlencoded"); a.Code != http.StatusUnauthorized || !strings.Contains(a.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("wrong password (form): %d %s", a.Code, a.Header.Get("Content-Type"))
 	}
 	if a := call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(`{"username":"alice"}`),
-		"Content-Type", "application/json"); a.code != http.StatusBadRequest {
-		t.Errorf("no password: %d %s", a.code, a.body)
+		"Content-Type", "application/json"); a.Code != http.StatusBadRequest {
+		t.Errorf("no password: %d %s", a.Code, a.Body)
 	}
 	a := call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(`{"username":"alice","password":"alice-pw"}`),
 		"Content-Type", "application/json")
-	if a.code != http.StatusOK || !strings.Contains(a.body, `"operator":"alice"`) {
-		t.Fatalf("login: %d %s", a.code, a.body)
+	if a.Code != http.StatusOK || !strings.Contains(a.Body, `"operator":"alice"`) {
+		t.Fatalf("login: %d %s", a.Code, a.Body)
 	}
-	if a := call(t, c, http.MethodGet, p.url+web.MePath, nil); a.code != http.StatusOK {
-		t.Errorf("me: %d %s", a.code, a.body)
+	if a := call(t, c, http.MethodGet, p.url+web.MePath, nil); a.Code != http.StatusOK {
+		t.Errorf("me: %d %s", a.Code, a.Body)
 	}
-	if a := call(t, c, http.MethodGet, p.url+web.AuditPath+"?limit=1", nil); a.code != http.StatusOK || !strings.Contains(a.body, `"action":"login"`) {
-		t.Errorf("audit: %d %s", a.code, a.body)
+	if a := call(t, c, http.MethodGet, p.url+web.AuditPath+"?limit=1", nil); a.Code != http.StatusOK || !strings.Contains(a.Body, `"action":"login"`) {
+		t.Errorf("audit: %d %s", a.Code, a.Body)
 	}
-	if a := call(t, c, http.MethodGet, p.url+web.AuditPath+"?limit=1000", nil); a.code != http.StatusBadRequest {
-		t.Errorf("audit limit: %d %s", a.code, a.body)
+	if a := call(t, c, http.MethodGet, p.url+web.AuditPath+"?limit=1000", nil); a.Code != http.StatusBadRequest {
+		t.Errorf("audit limit: %d %s", a.Code, a.Body)
 	}
-	if a := call(t, c, http.MethodPost, p.url+web.LogoutPath, nil); a.code != http.StatusSeeOther {
-		t.Errorf("logout: %d", a.code)
+	if a := call(t, c, http.MethodPost, p.url+web.LogoutPath, nil); a.Code != http.StatusSeeOther {
+		t.Errorf("logout: %d", a.Code)
 	}
-	if a := call(t, c, http.MethodPost, p.url+web.LogoutPath, nil, "Accept", "application/json"); a.code != http.StatusNoContent {
-		t.Errorf("logout (json): %d", a.code)
+	if a := call(t, c, http.MethodPost, p.url+web.LogoutPath, nil, "Accept", "application/json"); a.Code != http.StatusNoContent {
+		t.Errorf("logout (json): %d", a.Code)
 	}
 	form = url.Values{"username": {"victor"}, "password": {"victor-pw"}, "next": {"/ops/audit"}}
 	if a := call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(form.Encode()),
-		"Content-Type", "application/x-www-form-urlencoded"); a.code != http.StatusSeeOther || a.hdr.Get("Location") != "/ops/audit" {
-		t.Errorf("form login: %d %v", a.code, a.hdr)
+		"Content-Type", "application/x-www-form-urlencoded"); a.Code != http.StatusSeeOther || a.Header.Get("Location") != "/ops/audit" {
+		t.Errorf("form login: %d %v", a.Code, a.Header)
 	}
 }
 
@@ -299,12 +282,12 @@ func TestPagesLoadTheirAssetsWhenMounted(t *testing.T) {
 	if !strings.Contains(html, "/api/docs/swagger-ui-bundle.js") {
 		t.Fatalf("docs page: %s", html)
 	}
-	if a := call(t, c, http.MethodGet, p.url+"/api/docs/swagger-initializer.js", nil); !strings.Contains(a.body, "persistAuthorization: true") ||
-		!strings.Contains(a.body, `"/api/openapi.json"`) {
-		t.Fatalf("initializer: %s", a.body)
+	if a := call(t, c, http.MethodGet, p.url+"/api/docs/swagger-initializer.js", nil); !strings.Contains(a.Body, "persistAuthorization: true") ||
+		!strings.Contains(a.Body, `"/api/openapi.json"`) {
+		t.Fatalf("initializer: %s", a.Body)
 	}
-	if a := call(t, c, http.MethodGet, p.url+"/api/docs/../../etc/passwd", nil); a.code != http.StatusNotFound && a.code != http.StatusMovedPermanently {
-		t.Fatalf("traversal: %d", a.code)
+	if a := call(t, c, http.MethodGet, p.url+"/api/docs/../../etc/passwd", nil); a.Code != http.StatusNotFound && a.Code != http.StatusMovedPermanently {
+		t.Fatalf("traversal: %d", a.Code)
 	}
 	call(t, c, http.MethodPost, p.url+web.LoginPath, strings.NewReader(`{"username":"victor","password":"victor-pw"}`),
 		"Content-Type", "application/json")
@@ -312,8 +295,8 @@ func TestPagesLoadTheirAssetsWhenMounted(t *testing.T) {
 	if !strings.Contains(html, `src="/monitoring/static/js/`) {
 		t.Fatalf("dashboard page: %.500s", html)
 	}
-	if a := call(t, c, http.MethodGet, p.url+"/", nil); a.code != http.StatusOK || !strings.Contains(a.body, "signed in as <strong>victor</strong>") {
-		t.Fatalf("landing: %d %s", a.code, a.body)
+	if a := call(t, c, http.MethodGet, p.url+"/", nil); a.Code != http.StatusOK || !strings.Contains(a.Body, "signed in as <strong>victor</strong>") {
+		t.Fatalf("landing: %d %s", a.Code, a.Body)
 	}
 }
 
@@ -336,11 +319,11 @@ func TestHTTPMetricsByRouteTemplate(t *testing.T) {
 		`rentalportal_http_request_duration_seconds_count{method="GET",route="/api/v1/bookings/:id"} 3`,
 		`rentalportal_queue_scrape_up 1`,
 	} {
-		if !strings.Contains(a.body, line) {
+		if !strings.Contains(a.Body, line) {
 			t.Errorf("metrics lack %q", line)
 		}
 	}
-	if strings.Contains(a.body, `route="/api/v1/bookings/a"`) {
+	if strings.Contains(a.Body, `route="/api/v1/bookings/a"`) {
 		t.Error("a raw path became a label")
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
@@ -68,36 +70,64 @@ type openAPIDocument struct {
 	csp string
 }
 
-// loadOpenAPI parses and validates the embedded document and sets its
-// servers; an invalid document stops the server from starting.
+var (
+	parseOnce sync.Once
+	parsed    []byte
+	parseErr  error
+)
+
+// parseOpenAPI parses, validates and renders the embedded document as JSON
+// once per process (about 25 ms): every server shares the result.
+func parseOpenAPI() ([]byte, error) {
+	parseOnce.Do(func() {
+		doc, err := openapi3.NewLoader().LoadFromData(openAPIYAML)
+		if err != nil {
+			parseErr = fmt.Errorf("openapi.yaml: %w", err)
+			return
+		}
+		if err := doc.Validate(context.Background()); err != nil {
+			parseErr = fmt.Errorf("openapi.yaml is not valid OpenAPI: %w", err)
+			return
+		}
+		parsed, parseErr = doc.MarshalJSON()
+	})
+	return parsed, parseErr
+}
+
+// loadOpenAPI renders the document with its servers; an invalid document
+// stops the server from starting.
 func loadOpenAPI(servers []OpenAPIServer) (*openAPIDocument, error) {
-	doc, err := openapi3.NewLoader().LoadFromData(openAPIYAML)
+	base, err := parseOpenAPI()
 	if err != nil {
-		return nil, fmt.Errorf("openapi.yaml: %w", err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		return nil, fmt.Errorf("openapi.yaml is not valid OpenAPI: %w", err)
+		return nil, err
 	}
 	connect := []string{"'self'"}
+	out := base
 	if len(servers) > 0 {
-		doc.Servers = nil
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(base, &top); err != nil {
+			return nil, fmt.Errorf("openapi.yaml: %w", err)
+		}
+		list := make([]map[string]string, 0, len(servers))
 		for _, s := range servers {
 			u := s.URL
 			if u == "" {
 				u = "/"
 			}
-			doc.Servers = append(doc.Servers, &openapi3.Server{URL: u, Description: s.Name})
+			list = append(list, map[string]string{"url": u, "description": s.Name})
 			if pu, err := url.Parse(s.URL); err == nil && pu.Host != "" {
 				connect = append(connect, pu.Scheme+"://"+pu.Host)
 			}
 		}
-	}
-	b, err := doc.MarshalJSON()
-	if err != nil {
-		return nil, fmt.Errorf("openapi.yaml: %w", err)
+		if top["servers"], err = json.Marshal(list); err != nil {
+			return nil, err
+		}
+		if out, err = json.Marshal(top); err != nil {
+			return nil, err
+		}
 	}
 	csp := strings.Replace(cspHTML, "connect-src 'self'", "connect-src "+strings.Join(connect, " "), 1)
-	return &openAPIDocument{json: b, csp: csp}, nil
+	return &openAPIDocument{json: out, csp: csp}, nil
 }
 
 func (s *Server) openAPI(c *gin.Context) {

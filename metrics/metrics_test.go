@@ -1,14 +1,12 @@
 package metrics_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,19 +17,6 @@ import (
 	"github.com/rentalportal/portal/tasks"
 	"github.com/rentalportal/portal/worker"
 )
-
-// syncBuffer is a log sink safe for the worker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type nopRelay struct{}
 
@@ -59,7 +44,7 @@ func TestTaskMetricsFromARealWorker(t *testing.T) {
 	t.Parallel()
 	rdb := testkit.RedisDB(t)
 	db := testkit.SQLite(t)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	reg := metrics.New(metrics.Options{Version: "test", Role: "worker"})

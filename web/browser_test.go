@@ -418,26 +418,26 @@ func TestDashboardRole(t *testing.T) {
 	})
 	base := p.Base("Dashboard")
 	c := browser(t)
-	if r := do(t, c, http.MethodGet, base+"/monitoring/", nil, "Accept", "text/html"); r.code != http.StatusSeeOther {
-		t.Fatalf("anonymous: %d", r.code)
+	if r := do(t, c, http.MethodGet, base+"/monitoring/", nil, "Accept", "text/html"); r.Code != http.StatusSeeOther {
+		t.Fatalf("anonymous: %d", r.Code)
 	}
 	form := url.Values{"username": {"victor"}, "password": {"victor-pw"}}
 	if r := do(t, c, http.MethodPost, base+"/ops/login", strings.NewReader(form.Encode()),
-		"Content-Type", "application/x-www-form-urlencoded"); r.code != http.StatusSeeOther {
-		t.Fatalf("login: %d %s", r.code, r.body)
+		"Content-Type", "application/x-www-form-urlencoded"); r.Code != http.StatusSeeOther {
+		t.Fatalf("login: %d %s", r.Code, r.Body)
 	}
 	testkit.PageAssets(t, c, base+"/monitoring/")
 	r := do(t, c, http.MethodGet, base+"/", nil)
-	if r.code != http.StatusOK || !strings.Contains(r.body, `href="https://api.example.com/api/docs"`) ||
-		!strings.Contains(r.body, `<strong id="role">dashboard</strong>`) || !strings.Contains(r.body, `<strong id="version">test</strong>`) {
-		t.Fatalf("landing: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `href="https://api.example.com/api/docs"`) ||
+		!strings.Contains(r.Body, `<strong id="role">dashboard</strong>`) || !strings.Contains(r.Body, `<strong id="version">test</strong>`) {
+		t.Fatalf("landing: %d %s", r.Code, r.Body)
 	}
-	if r := do(t, c, http.MethodGet, base+"/metrics", nil); r.code != http.StatusUnauthorized {
-		t.Fatalf("metrics without token: %d", r.code)
+	if r := do(t, c, http.MethodGet, base+"/metrics", nil); r.Code != http.StatusUnauthorized {
+		t.Fatalf("metrics without token: %d", r.Code)
 	}
 	r = do(t, c, http.MethodGet, base+"/metrics", nil, "Authorization", "Bearer scrape-token")
-	if r.code != http.StatusOK || !strings.Contains(r.body, `rentalportal_http_requests_total{method="GET",route="/monitoring/*path",status="200"}`) ||
-		!strings.Contains(r.body, `rentalportal_build_info{role="dashboard",version="test"} 1`) {
-		t.Fatalf("metrics: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `rentalportal_http_requests_total{method="GET",route="/monitoring/*path",status="200"}`) ||
+		!strings.Contains(r.Body, `rentalportal_build_info{role="dashboard",version="test"} 1`) {
+		t.Fatalf("metrics: %d %s", r.Code, r.Body)
 	}
 }

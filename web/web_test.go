@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -72,35 +71,13 @@ func (e *env) console(t *testing.T, mut ...func(*web.Config)) *web.Console {
 }
 
 // browser is an HTTP client with cookies that does not follow redirects.
-func browser(t *testing.T) *http.Client {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
+func browser(*testing.T) *http.Client { return testkit.Browser() }
 
-type resp struct {
-	code int
-	hdr  http.Header
-	body string
-}
+type resp = testkit.Response
 
 func do(t *testing.T, c *http.Client, method, u string, body io.Reader, hdr ...string) resp {
 	t.Helper()
-	req, err := http.NewRequest(method, u, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	r, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer r.Body.Close()
-	b, _ := io.ReadAll(r.Body)
-	return resp{r.StatusCode, r.Header, string(b)}
+	return testkit.Do(t, c, method, u, body, hdr...)
 }
 
 func (e *env) login(t *testing.T, c *http.Client, user, pw string, hdr ...string) resp {
@@ -120,9 +97,9 @@ func errorCode(t *testing.T, r resp) string {
 			RequestID string `json:"request_id"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &b); err != nil || b.Error.Code == "" || b.Error.Message == "" ||
-		b.Error.RequestID == "" || b.Error.RequestID != r.hdr.Get("X-Request-ID") {
-		t.Fatalf("not the one error shape (status %d): %s", r.code, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &b); err != nil || b.Error.Code == "" || b.Error.Message == "" ||
+		b.Error.RequestID == "" || b.Error.RequestID != r.Header.Get("X-Request-ID") {
+		t.Fatalf("not the one error shape (status %d): %s", r.Code, r.Body)
 	}
 	return b.Error.Code
 }
@@ -132,45 +109,45 @@ func TestAnonymousIsRefusedEverywhere(t *testing.T) {
 	e := newEnv(t)
 	c := browser(t)
 	r := do(t, c, http.MethodGet, e.srv.URL+"/monitoring/", nil, "Accept", "text/html")
-	if r.code != http.StatusSeeOther || r.hdr.Get("Location") != "/ops/login?next=%2Fmonitoring%2F" {
-		t.Fatalf("browser page: %d %q", r.code, r.hdr.Get("Location"))
+	if r.Code != http.StatusSeeOther || r.Header.Get("Location") != "/ops/login?next=%2Fmonitoring%2F" {
+		t.Fatalf("browser page: %d %q", r.Code, r.Header.Get("Location"))
 	}
 	for _, p := range []string{"/monitoring", "/monitoring/", "/monitoring/api/queues", "/monitoring/static/js/main.5adda2da.chunk.js",
 		web.AuditPath, web.MePath} {
 		r := do(t, c, http.MethodGet, e.srv.URL+p, nil, "Accept", "application/json")
-		if r.code != http.StatusUnauthorized || errorCode(t, r) != "unauthorized" ||
-			!strings.HasPrefix(r.hdr.Get("WWW-Authenticate"), "Basic ") {
-			t.Fatalf("GET %s: %d %s %v", p, r.code, r.body, r.hdr)
+		if r.Code != http.StatusUnauthorized || errorCode(t, r) != "unauthorized" ||
+			!strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic ") {
+			t.Fatalf("GET %s: %d %s %v", p, r.Code, r.Body, r.Header)
 		}
 	}
 	// A browser is not offered Basic (no password dialog over the SPA).
 	r = do(t, c, http.MethodGet, e.srv.URL+"/monitoring/api/queues", nil, "Sec-Fetch-Site", "same-origin")
-	if r.code != http.StatusUnauthorized || strings.HasPrefix(r.hdr.Get("WWW-Authenticate"), "Basic") {
-		t.Fatalf("browser API call: %d %v", r.code, r.hdr)
+	if r.Code != http.StatusUnauthorized || strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
+		t.Fatalf("browser API call: %d %v", r.Code, r.Header)
 	}
 	r = do(t, c, http.MethodPost, e.srv.URL+"/monitoring/api/queues/default:pause", nil)
-	if r.code != http.StatusUnauthorized {
-		t.Fatalf("anonymous pause: %d", r.code)
+	if r.Code != http.StatusUnauthorized {
+		t.Fatalf("anonymous pause: %d", r.Code)
 	}
 	// A forged or tampered cookie is no session.
 	u, _ := url.Parse(e.srv.URL)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: web.SessionCookie, Value: "eyJ1IjoiYWxpY2UiLCJleHAiOjk5OTk5OTk5OTl9.AAAA"}})
-	if r := do(t, c, http.MethodGet, e.srv.URL+web.MePath, nil); r.code != http.StatusUnauthorized {
-		t.Fatalf("forged cookie: %d %s", r.code, r.body)
+	if r := do(t, c, http.MethodGet, e.srv.URL+web.MePath, nil); r.Code != http.StatusUnauthorized {
+		t.Fatalf("forged cookie: %d %s", r.Code, r.Body)
 	}
 	// The landing page is public and says what runs.
 	r = do(t, c, http.MethodGet, e.srv.URL+"/", nil)
-	if r.code != http.StatusOK || !strings.Contains(r.body, "v-test") || !strings.Contains(r.body, `href="/api/docs"`) ||
-		!strings.Contains(r.body, `href="/monitoring/"`) || !strings.Contains(r.body, `href="/metrics"`) ||
-		!strings.Contains(r.body, `href="/health"`) || !strings.Contains(r.body, ">dashboard<") {
-		t.Fatalf("landing page: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, "v-test") || !strings.Contains(r.Body, `href="/api/docs"`) ||
+		!strings.Contains(r.Body, `href="/monitoring/"`) || !strings.Contains(r.Body, `href="/metrics"`) ||
+		!strings.Contains(r.Body, `href="/health"`) || !strings.Contains(r.Body, ">dashboard<") {
+		t.Fatalf("landing page: %d %s", r.Code, r.Body)
 	}
-	if r := do(t, c, http.MethodGet, e.srv.URL+"/nope", nil); r.code != http.StatusNotFound || errorCode(t, r) != "not_found" {
-		t.Fatalf("unknown path: %d %s", r.code, r.body)
+	if r := do(t, c, http.MethodGet, e.srv.URL+"/nope", nil); r.Code != http.StatusNotFound || errorCode(t, r) != "not_found" {
+		t.Fatalf("unknown path: %d %s", r.Code, r.Body)
 	}
-	if r := do(t, c, http.MethodDelete, e.srv.URL+web.AuditPath, nil); r.code != http.StatusMethodNotAllowed ||
+	if r := do(t, c, http.MethodDelete, e.srv.URL+web.AuditPath, nil); r.Code != http.StatusMethodNotAllowed ||
 		errorCode(t, r) != "method_not_allowed" {
-		t.Fatalf("DELETE audit: %d %s", r.code, r.body)
+		t.Fatalf("DELETE audit: %d %s", r.Code, r.Body)
 	}
 }
 
@@ -178,17 +155,17 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c := browser(t)
-	if r := e.login(t, c, "alice", "wrong"); r.code != http.StatusUnauthorized || !strings.Contains(r.body, "wrong user name or password") {
-		t.Fatalf("wrong password: %d %s", r.code, r.body)
+	if r := e.login(t, c, "alice", "wrong"); r.Code != http.StatusUnauthorized || !strings.Contains(r.Body, "wrong user name or password") {
+		t.Fatalf("wrong password: %d %s", r.Code, r.Body)
 	}
-	if r := e.login(t, c, "nobody", "alice-pw"); r.code != http.StatusUnauthorized {
-		t.Fatalf("unknown user: %d", r.code)
+	if r := e.login(t, c, "nobody", "alice-pw"); r.Code != http.StatusUnauthorized {
+		t.Fatalf("unknown user: %d", r.Code)
 	}
 	r := e.login(t, c, "alice", "alice-pw")
-	if r.code != http.StatusSeeOther || r.hdr.Get("Location") != "/monitoring/queues" {
-		t.Fatalf("login: %d %v", r.code, r.hdr)
+	if r.Code != http.StatusSeeOther || r.Header.Get("Location") != "/monitoring/queues" {
+		t.Fatalf("login: %d %v", r.Code, r.Header)
 	}
-	ck := r.hdr.Get("Set-Cookie")
+	ck := r.Header.Get("Set-Cookie")
 	for _, attr := range []string{web.SessionCookie + "=", "Path=/", "HttpOnly", "SameSite=Strict"} {
 		if !strings.Contains(ck, attr) {
 			t.Fatalf("cookie %q lacks %s", ck, attr)
@@ -198,8 +175,8 @@ func TestLoginSessionAndLogout(t *testing.T) {
 		t.Fatalf("plain HTTP from an untrusted peer: cookie must not be Secure: %s", ck)
 	}
 	r = do(t, c, http.MethodGet, e.srv.URL+web.MePath, nil)
-	if r.code != http.StatusOK || !strings.Contains(r.body, `"operator":"alice"`) || !strings.Contains(r.body, `"role":"operator"`) {
-		t.Fatalf("me: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `"operator":"alice"`) || !strings.Contains(r.Body, `"role":"operator"`) {
+		t.Fatalf("me: %d %s", r.Code, r.Body)
 	}
 	// The session works on another replica with the same key…
 	other := httptest.NewServer(e.console(t).Standalone(nil))
@@ -207,8 +184,8 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	ou, _ := url.Parse(other.URL)
 	eu, _ := url.Parse(e.srv.URL)
 	c.Jar.SetCookies(ou, c.Jar.Cookies(eu))
-	if r := do(t, c, http.MethodGet, other.URL+web.MePath, nil); r.code != http.StatusOK {
-		t.Fatalf("other replica: %d %s", r.code, r.body)
+	if r := do(t, c, http.MethodGet, other.URL+web.MePath, nil); r.Code != http.StatusOK {
+		t.Fatalf("other replica: %d %s", r.Code, r.Body)
 	}
 	// …but not once alice's password changed there.
 	changed := httptest.NewServer(e.console(t, func(cfg *web.Config) {
@@ -217,41 +194,41 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	defer changed.Close()
 	cu, _ := url.Parse(changed.URL)
 	c.Jar.SetCookies(cu, c.Jar.Cookies(eu))
-	if r := do(t, c, http.MethodGet, changed.URL+web.MePath, nil); r.code != http.StatusUnauthorized {
-		t.Fatalf("after a password change: %d %s", r.code, r.body)
+	if r := do(t, c, http.MethodGet, changed.URL+web.MePath, nil); r.Code != http.StatusUnauthorized {
+		t.Fatalf("after a password change: %d %s", r.Code, r.Body)
 	}
 	// Behind a trusted TLS proxy the cookie is Secure.
-	if r := e.login(t, browser(t), "alice", "alice-pw", "X-Forwarded-Proto", "https"); !strings.Contains(r.hdr.Get("Set-Cookie"), "Secure") {
-		t.Fatalf("https via proxy: %s", r.hdr.Get("Set-Cookie"))
+	if r := e.login(t, browser(t), "alice", "alice-pw", "X-Forwarded-Proto", "https"); !strings.Contains(r.Header.Get("Set-Cookie"), "Secure") {
+		t.Fatalf("https via proxy: %s", r.Header.Get("Set-Cookie"))
 	}
 	// Cross-site login and open redirects are refused.
-	if r := e.login(t, browser(t), "alice", "alice-pw", "Origin", "https://evil.example"); r.code != http.StatusForbidden {
-		t.Fatalf("cross-site login: %d", r.code)
+	if r := e.login(t, browser(t), "alice", "alice-pw", "Origin", "https://evil.example"); r.Code != http.StatusForbidden {
+		t.Fatalf("cross-site login: %d", r.Code)
 	}
 	form := url.Values{"username": {"alice"}, "password": {"alice-pw"}, "next": {"//evil.example/x"}}
 	r = do(t, browser(t), http.MethodPost, e.srv.URL+web.LoginPath, strings.NewReader(form.Encode()),
 		"Content-Type", "application/x-www-form-urlencoded")
-	if r.hdr.Get("Location") != "/monitoring/" {
-		t.Fatalf("open redirect: %q", r.hdr.Get("Location"))
+	if r.Header.Get("Location") != "/monitoring/" {
+		t.Fatalf("open redirect: %q", r.Header.Get("Location"))
 	}
 	// JSON login for scripts.
 	r = do(t, browser(t), http.MethodPost, e.srv.URL+web.LoginPath, strings.NewReader(`{"username":"victor","password":"victor-pw"}`),
 		"Content-Type", "application/json")
-	if r.code != http.StatusOK || !strings.Contains(r.body, `"role":"viewer"`) || !strings.Contains(r.hdr.Get("Set-Cookie"), web.SessionCookie) {
-		t.Fatalf("json login: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `"role":"viewer"`) || !strings.Contains(r.Header.Get("Set-Cookie"), web.SessionCookie) {
+		t.Fatalf("json login: %d %s", r.Code, r.Body)
 	}
 	r = do(t, browser(t), http.MethodPost, e.srv.URL+web.LoginPath, strings.NewReader(`{"username":"victor"}`),
 		"Content-Type", "application/json")
-	if r.code != http.StatusBadRequest || errorCode(t, r) != "validation_failed" {
-		t.Fatalf("json login without password: %d %s", r.code, r.body)
+	if r.Code != http.StatusBadRequest || errorCode(t, r) != "validation_failed" {
+		t.Fatalf("json login without password: %d %s", r.Code, r.Body)
 	}
 	// Logout ends the session.
 	r = do(t, c, http.MethodPost, e.srv.URL+web.LogoutPath, nil)
-	if r.code != http.StatusSeeOther || !strings.Contains(r.hdr.Get("Set-Cookie"), "Max-Age=0") {
-		t.Fatalf("logout: %d %v", r.code, r.hdr)
+	if r.Code != http.StatusSeeOther || !strings.Contains(r.Header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Fatalf("logout: %d %v", r.Code, r.Header)
 	}
-	if r := do(t, c, http.MethodGet, e.srv.URL+web.MePath, nil); r.code != http.StatusUnauthorized {
-		t.Fatalf("after logout: %d", r.code)
+	if r := do(t, c, http.MethodGet, e.srv.URL+web.MePath, nil); r.Code != http.StatusUnauthorized {
+		t.Fatalf("after logout: %d", r.Code)
 	}
 }
 
@@ -264,32 +241,32 @@ func TestGuessingBrakeHoldsAcrossReplicas(t *testing.T) {
 	// Three failures, spread over two replicas, from one address.
 	for i, srv := range []string{e.srv.URL, other.URL, e.srv.URL} {
 		r := do(t, browser(t), http.MethodGet, srv+web.MePath, nil, append(from("203.0.113.7"), "Authorization", basic("alice", "guess"))...)
-		if r.code != http.StatusUnauthorized {
-			t.Fatalf("guess %d: %d", i, r.code)
+		if r.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, r.Code)
 		}
 	}
 	// Now even the right password is refused from that address, on both.
 	for _, srv := range []string{e.srv.URL, other.URL} {
 		r := do(t, browser(t), http.MethodGet, srv+web.MePath, nil, append(from("203.0.113.7"), "Authorization", basic("alice", "alice-pw"))...)
-		if r.code != http.StatusTooManyRequests || errorCode(t, r) != "rate_limited" || r.hdr.Get("Retry-After") == "" {
-			t.Fatalf("braked: %d %s %v", r.code, r.body, r.hdr)
+		if r.Code != http.StatusTooManyRequests || errorCode(t, r) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("braked: %d %s %v", r.Code, r.Body, r.Header)
 		}
 	}
 	form := url.Values{"username": {"alice"}, "password": {"alice-pw"}}
 	r := do(t, browser(t), http.MethodPost, other.URL+web.LoginPath, strings.NewReader(form.Encode()),
 		append(from("203.0.113.7"), "Content-Type", "application/x-www-form-urlencoded")...)
-	if r.code != http.StatusTooManyRequests || !strings.Contains(r.body, "too many failed logins") {
-		t.Fatalf("braked form login: %d %s", r.code, r.body)
+	if r.Code != http.StatusTooManyRequests || !strings.Contains(r.Body, "too many failed logins") {
+		t.Fatalf("braked form login: %d %s", r.Code, r.Body)
 	}
 	// Another address is not affected; an IPv6 neighbour in the same /64 is.
-	if r := do(t, browser(t), http.MethodGet, e.srv.URL+web.MePath, nil, append(from("203.0.113.8"), "Authorization", basic("alice", "alice-pw"))...); r.code != http.StatusOK {
-		t.Fatalf("other address: %d %s", r.code, r.body)
+	if r := do(t, browser(t), http.MethodGet, e.srv.URL+web.MePath, nil, append(from("203.0.113.8"), "Authorization", basic("alice", "alice-pw"))...); r.Code != http.StatusOK {
+		t.Fatalf("other address: %d %s", r.Code, r.Body)
 	}
 	for i := range 3 {
 		do(t, browser(t), http.MethodGet, e.srv.URL+web.MePath, nil, append(from("2001:db8:1:2::"+string(rune('a'+i))), "Authorization", basic("x", "y"))...)
 	}
-	if r := do(t, browser(t), http.MethodGet, e.srv.URL+web.MePath, nil, append(from("2001:db8:1:2::ffff"), "Authorization", basic("alice", "alice-pw"))...); r.code != http.StatusTooManyRequests {
-		t.Fatalf("same /64: %d", r.code)
+	if r := do(t, browser(t), http.MethodGet, e.srv.URL+web.MePath, nil, append(from("2001:db8:1:2::ffff"), "Authorization", basic("alice", "alice-pw"))...); r.Code != http.StatusTooManyRequests {
+		t.Fatalf("same /64: %d", r.Code)
 	}
 	// One counter per address (per /64 for IPv6), shared in Redis.
 	n, err := e.rdb.Client.Keys(context.Background(), "rentalportal:ops:login-failures:*").Result()
@@ -325,20 +302,20 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 	run := e.srv.URL + "/monitoring/api/queues/critical/archived_tasks/" + id + ":run"
 
 	viewer := browser(t)
-	if r := e.login(t, viewer, "victor", "victor-pw"); r.code != http.StatusSeeOther {
-		t.Fatalf("viewer login: %d", r.code)
+	if r := e.login(t, viewer, "victor", "victor-pw"); r.Code != http.StatusSeeOther {
+		t.Fatalf("viewer login: %d", r.Code)
 	}
 	r := do(t, viewer, http.MethodGet, e.srv.URL+"/monitoring/api/queues", nil)
-	if r.code != http.StatusOK || !strings.Contains(r.body, `"queue":"critical"`) {
-		t.Fatalf("viewer queues: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `"queue":"critical"`) {
+		t.Fatalf("viewer queues: %d %s", r.Code, r.Body)
 	}
 	r = do(t, viewer, http.MethodGet, e.srv.URL+"/monitoring/", nil, "Accept", "text/html")
-	if r.code != http.StatusOK || !strings.Contains(r.body, `window.FLAG_READ_ONLY="true"`) {
-		t.Fatalf("viewer index is not read-only: %d %.400s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `window.FLAG_READ_ONLY="true"`) {
+		t.Fatalf("viewer index is not read-only: %d %.400s", r.Code, r.Body)
 	}
 	r = do(t, viewer, http.MethodPost, run, nil)
-	if r.code != http.StatusForbidden || errorCode(t, r) != "forbidden" {
-		t.Fatalf("viewer run: %d %s", r.code, r.body)
+	if r.Code != http.StatusForbidden || errorCode(t, r) != "forbidden" {
+		t.Fatalf("viewer run: %d %s", r.Code, r.Body)
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb.Client)
 	if ti, err := insp.GetTaskInfo("critical", id); err != nil || ti.State != asynq.TaskStateArchived {
@@ -348,17 +325,17 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 	op := browser(t)
 	e.login(t, op, "alice", "alice-pw")
 	r = do(t, op, http.MethodGet, e.srv.URL+"/monitoring/", nil, "Accept", "text/html")
-	if !strings.Contains(r.body, `window.FLAG_READ_ONLY="false"`) {
-		t.Fatalf("operator index is read-only: %.400s", r.body)
+	if !strings.Contains(r.Body, `window.FLAG_READ_ONLY="false"`) {
+		t.Fatalf("operator index is read-only: %.400s", r.Body)
 	}
 	// A cross-site change is refused even with the operator's cookie.
-	if r := do(t, op, http.MethodPost, run, nil, "Origin", "https://evil.example"); r.code != http.StatusForbidden {
-		t.Fatalf("cross-site run: %d", r.code)
+	if r := do(t, op, http.MethodPost, run, nil, "Origin", "https://evil.example"); r.Code != http.StatusForbidden {
+		t.Fatalf("cross-site run: %d", r.Code)
 	}
 	u, _ := url.Parse(e.srv.URL)
 	r = do(t, op, http.MethodPost, run, nil, "Origin", u.Scheme+"://"+u.Host)
-	if r.code != http.StatusNoContent {
-		t.Fatalf("operator run: %d %s", r.code, r.body)
+	if r.Code != http.StatusNoContent {
+		t.Fatalf("operator run: %d %s", r.Code, r.Body)
 	}
 	if ti, err := insp.GetTaskInfo("critical", id); err != nil || ti.State != asynq.TaskStatePending {
 		t.Fatalf("after retry: %v %v", ti, err)
@@ -367,14 +344,14 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 	id2, id3 := archivedTask(t, e.rdb, "low"), archivedTask(t, e.rdb, "low")
 	r = do(t, op, http.MethodPost, e.srv.URL+"/monitoring/api/queues/low/archived_tasks:batch_delete",
 		bytes.NewReader([]byte(`{"task_ids":["`+id2+`","`+id3+`"]}`)), "Content-Type", "application/json")
-	if r.code != http.StatusOK || !strings.Contains(r.body, id2) {
-		t.Fatalf("batch delete: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, id2) {
+		t.Fatalf("batch delete: %d %s", r.Code, r.Body)
 	}
 
 	// The audit endpoint shows it all, newest first, to viewers too.
 	r = do(t, viewer, http.MethodGet, e.srv.URL+web.AuditPath+"?limit=100", nil)
-	if r.code != http.StatusOK {
-		t.Fatalf("audit: %d %s", r.code, r.body)
+	if r.Code != http.StatusOK {
+		t.Fatalf("audit: %d %s", r.Code, r.Body)
 	}
 	var page struct {
 		Data       []store.AuditEntry `json:"data"`
@@ -384,7 +361,7 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 			HasMore    bool    `json:"has_more"`
 		} `json:"pagination"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &page); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &page); err != nil {
 		t.Fatal(err)
 	}
 	type row struct{ who, action, queue, task string }
@@ -398,7 +375,7 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 	}
 	wantStatus := []int{200, 204, 403, 303, 403, 303}
 	if len(page.Data) != len(want) || page.Pagination.HasMore || page.Pagination.NextCursor != nil {
-		t.Fatalf("audit page: %s", r.body)
+		t.Fatalf("audit page: %s", r.Body)
 	}
 	for i, w := range want {
 		g := page.Data[i]
@@ -412,8 +389,8 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 	cursor := ""
 	for range 10 {
 		r = do(t, viewer, http.MethodGet, e.srv.URL+web.AuditPath+"?limit=1&cursor="+cursor, nil)
-		if err := json.Unmarshal([]byte(r.body), &page); err != nil || len(page.Data) != 1 {
-			t.Fatalf("page: %s", r.body)
+		if err := json.Unmarshal([]byte(r.Body), &page); err != nil || len(page.Data) != 1 {
+			t.Fatalf("page: %s", r.Body)
 		}
 		seen = append(seen, page.Data[0].ID)
 		if !page.Pagination.HasMore {
@@ -425,8 +402,8 @@ func TestViewerCannotChangeAndOperatorIsAudited(t *testing.T) {
 		t.Fatalf("paged through %d entries, want %d", len(seen), len(want))
 	}
 	for _, bad := range []string{"?limit=0", "?limit=101", "?limit=x", "?cursor=***", "?cursor=bm9wZQ"} {
-		if r := do(t, viewer, http.MethodGet, e.srv.URL+web.AuditPath+bad, nil); r.code != http.StatusBadRequest || errorCode(t, r) != "invalid" {
-			t.Fatalf("audit %s: %d %s", bad, r.code, r.body)
+		if r := do(t, viewer, http.MethodGet, e.srv.URL+web.AuditPath+bad, nil); r.Code != http.StatusBadRequest || errorCode(t, r) != "invalid" {
+			t.Fatalf("audit %s: %d %s", bad, r.Code, r.Body)
 		}
 	}
 }
@@ -442,13 +419,13 @@ func TestDashboardAssetsLoadUnderThePrefix(t *testing.T) {
 	}
 	// A deep link of the single-page app serves the same index.
 	r := do(t, c, http.MethodGet, e.srv.URL+"/monitoring/queues/default", nil, "Accept", "text/html")
-	if r.code != http.StatusOK || !strings.Contains(r.body, `window.FLAG_ROOT_PATH="\/monitoring"`) {
-		t.Fatalf("deep link: %d %.300s", r.code, r.body)
+	if r.Code != http.StatusOK || !strings.Contains(r.Body, `window.FLAG_ROOT_PATH="\/monitoring"`) {
+		t.Fatalf("deep link: %d %.300s", r.Code, r.Body)
 	}
-	if strings.Contains(r.body, "fonts.googleapis.com") || !strings.Contains(r.body, `<div id="root">`) {
-		t.Fatalf("the index still loads a third-party stylesheet: %s", r.body)
+	if strings.Contains(r.Body, "fonts.googleapis.com") || !strings.Contains(r.Body, `<div id="root">`) {
+		t.Fatalf("the index still loads a third-party stylesheet: %s", r.Body)
 	}
-	if csp := r.hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Fatalf("csp: %q", csp)
 	}
 }

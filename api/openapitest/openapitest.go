@@ -42,6 +42,8 @@ import (
 func init() {
 	// Pages (Swagger UI, the sign-in form) are documented as text/html.
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder)
+	// date and date-time are checked by default; email is not.
+	openapi3.DefineStringFormatValidator("email", openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForEmail))
 }
 
 // OutsideContract reports whether a path (or a Gin route template) is

@@ -9,7 +9,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-func operatorEnv(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+func operatorEnv(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
 
 func TestOperatorSettings(t *testing.T) {
 	t.Parallel()

@@ -2,7 +2,6 @@ package testkit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -82,7 +81,7 @@ type Process struct {
 	// URLs are the banner's links by name ("API", "Swagger UI", "Dashboard",
 	// "Home", "Metrics", "Health").
 	URLs   map[string]string
-	output *lockedBuffer
+	output *SyncBuffer
 }
 
 // Output is what the process printed so far (stdout and stderr).
@@ -95,23 +94,6 @@ func (p *Process) Base(name string) string {
 		return u[:len("http://")+i]
 	}
 	return u
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var bannerLink = regexp.MustCompile(`^\s+([A-Za-z ]+?):\s+(https?://\S+)`)
@@ -133,7 +115,7 @@ func Start(t testing.TB, role string, env map[string]string) *Process {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out := &lockedBuffer{}
+	out := &SyncBuffer{}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
