@@ -1,8 +1,10 @@
 // Package relay moves outbox rows to Redis. A writer commits its change and
 // the outbox rows that describe the work it needs in one transaction, then
-// hands the same messages to Publish, which enqueues them right away; the
-// sweeper calls Pending for whatever a crash left behind. The asynq task ID is
-// the outbox row's ID, so a message relayed twice is one task.
+// hands the same messages to Publish, which enqueues them right away. Rows
+// nobody published (a crash after commit, Redis down at the time, or a
+// writer that leaves publishing to the relay) are picked up by Poll, which
+// every worker process runs every second, and by the sweeper. The asynq task
+// ID is the outbox row's ID, so a message relayed twice is one task.
 package relay
 
 import (
@@ -140,4 +142,26 @@ func (r *Relay) Pending(ctx context.Context, grace time.Duration, limit int) (in
 		return len(sent), err
 	}
 	return len(sent), nil
+}
+
+// Poll relays unsent outbox rows older than grace every interval until ctx
+// ends: the relay of last resort, bounding how long committed work can wait
+// for Redis to about interval + grace.
+func (r *Relay) Poll(ctx context.Context, interval, grace time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := r.Pending(ctx, grace, 500); err != nil {
+			if ctx.Err() == nil {
+				r.log.WarnContext(ctx, "outbox poll failed", "err", err)
+			}
+		} else if n > 0 {
+			r.log.DebugContext(ctx, "outbox poll relayed rows", "rows", n)
+		}
+	}
 }

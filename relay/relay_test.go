@@ -142,3 +142,29 @@ func TestRelayWithRedisDown(t *testing.T) {
 		t.Fatalf("sweep after recovery: %d, %v", n, err)
 	}
 }
+
+// TestPollRelaysWhatNobodyPublished: committed rows that no writer published
+// reach Redis within about one interval.
+func TestPollRelaysWhatNobodyPublished(t *testing.T) {
+	t.Parallel()
+	db := testkit.SQLite(t)
+	r := testkit.RedisDB(t)
+	rl := relay.New(db, asynq.NewClientFromRedisClient(r.Client), slog.New(slog.DiscardHandler))
+	m, _ := tasks.Encode(tasks.BookingRefund{BookingID: "b-unpublished"})
+	commit(t, db, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rl.Poll(ctx, 100*time.Millisecond, 100*time.Millisecond)
+	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if pendingIDs(t, insp, tasks.QueueCritical)[m.ID] {
+			if n := unsent(t, db); n != 0 {
+				t.Fatalf("row relayed but %d still unsent", n)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the poller never relayed the row")
+}

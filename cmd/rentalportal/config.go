@@ -104,6 +104,9 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+	// OutboxPollInterval is how often each worker process relays outbox
+	// rows that are older than one interval and still unsent.
+	OutboxPollInterval time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s" validate:"min=100ms,max=1m"`
 
 	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
 	// by the entry's Env name.

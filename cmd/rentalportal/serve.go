@@ -164,6 +164,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			OutboxGrace:       cfg.OutboxGrace,
 		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Observer: reg})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
+		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
 	if runScheduler {
 		s, err := worker.NewScheduler(worker.Schedule, cfg.cronOverrides(), p.client, log)
