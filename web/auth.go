@@ -16,6 +16,23 @@ type operator struct {
 	Role string
 }
 
+// Identity is an authenticated operator or viewer.
+type Identity struct {
+	Name string
+	// Role is RoleOperator or RoleViewer.
+	Role string
+}
+
+// Authenticate checks a request the way the console does (session cookie,
+// or Basic credentials behind the guessing brake), for operator endpoints
+// served elsewhere, e.g. by the API. On failure it has answered (401, 429
+// or 503 in the one error shape) and returns false; the caller checks the
+// role it needs.
+func (c *Console) Authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
+	op, ok := c.authenticate(w, r, false)
+	return Identity(op), ok
+}
+
 // authenticate returns the caller from a valid session cookie or Basic
 // credentials. Otherwise it answers itself: a browser asking for a page is
 // sent to the login form; anything else gets 401 in the one error shape (or

@@ -232,6 +232,36 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	}
 }
 
+// TestAuthenticateForOtherHandlers uses the console's check from a handler
+// of its own, as the API's operator endpoints may.
+func TestAuthenticateForOtherHandlers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	console := e.console(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := console.Authenticate(w, r)
+		if !ok {
+			return
+		}
+		_, _ = w.Write([]byte(id.Name + "/" + id.Role))
+	}))
+	defer srv.Close()
+	if r := do(t, browser(t), http.MethodGet, srv.URL, nil); r.Code != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %d", r.Code)
+	}
+	if r := do(t, browser(t), http.MethodGet, srv.URL, nil, "Authorization", basic("victor", "victor-pw")); r.Code != http.StatusOK || r.Body != "victor/viewer" {
+		t.Fatalf("basic: %d %s", r.Code, r.Body)
+	}
+	c := browser(t)
+	e.login(t, c, "alice", "alice-pw")
+	eu, _ := url.Parse(e.srv.URL)
+	su, _ := url.Parse(srv.URL)
+	c.Jar.SetCookies(su, c.Jar.Cookies(eu))
+	if r := do(t, c, http.MethodGet, srv.URL, nil); r.Code != http.StatusOK || r.Body != "alice/operator" {
+		t.Fatalf("session: %d %s", r.Code, r.Body)
+	}
+}
+
 func TestGuessingBrakeHoldsAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
