@@ -7,7 +7,6 @@ package api
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -144,9 +143,4 @@ func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE
 
 func notImplemented(c *gin.Context) {
 	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
-}
-
-// isUnavailable reports whether err means a dependency is down.
-func isUnavailable(err error) bool {
-	return portal.ErrorCode(err) == portal.EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded)
 }
