@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/rentalportal/portal/api"
+	"github.com/rentalportal/portal/api/openapitest"
 	"github.com/rentalportal/portal/booking"
 	"github.com/rentalportal/portal/internal/testkit"
 	"github.com/rentalportal/portal/relay"
@@ -59,7 +60,7 @@ func newTestAPI(t testing.TB, db *store.DB, opts ...option) *testAPI {
 	t.Cleanup(hs.Close)
 	ins := asynq.NewInspectorFromRedisClient(r.Client)
 	return &testAPI{t: t, db: db, url: hs.URL, inspector: ins, relay: rl,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+		client: openapitest.New(t).Client(t, &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}})}
 }
 
 // response is an HTTP answer with its body.

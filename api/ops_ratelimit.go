@@ -1,8 +1,7 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"encoding/base64"
 	"net/http"
 	"strconv"
@@ -12,28 +11,67 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/ratelimit"
+	"github.com/rentalportal/portal/store"
 )
 
-// Operator endpoints of the rate limiter: list and lift blocks, reset a
-// key's counts. Until the operator console's session covers /ops, they
-// take the bearer token OPS_TOKEN (requireOpsToken); without one
-// configured they refuse everyone.
+// Operator endpoints of the rate limiter: list and lift blocks, show and
+// reset a key's counts. They take operator credentials — the console's
+// session cookie or Basic auth, checked by Deps.Operators — where viewers may
+// read and only operators may change; every change is written to the
+// operator audit log.
 
-// requireOpsToken admits requests carrying "Authorization: Bearer
-// <OPS_TOKEN>".
-func (s *Server) requireOpsToken(c *gin.Context) {
-	if s.cfg.OpsToken == "" {
-		renderError(c, portal.Errorf(portal.EFORBIDDEN, "operator endpoints are disabled: OPS_TOKEN is not set"))
+// OperatorAuth checks operator credentials (web.Console satisfies it
+// through a small adapter).
+type OperatorAuth interface {
+	// AuthenticateOperator returns the caller's name and role (operator or
+	// viewer). On failure it has answered the request itself (401, 429 or
+	// 503 in the one error shape) and ok is false.
+	AuthenticateOperator(w http.ResponseWriter, r *http.Request) (name, role string, ok bool)
+}
+
+// Operator roles.
+const (
+	OperatorRole = "operator"
+	ViewerRole   = "viewer"
+)
+
+// requireOperator admits operators (and viewers, for reads), and audits
+// every change after it ran.
+func (s *Server) requireOperator(c *gin.Context) {
+	if s.deps.Operators == nil {
+		renderError(c, errUnavailable("operator endpoints need the operator console (OPERATOR_USERS)"))
 		return
 	}
-	scheme, token, ok := strings.Cut(c.GetHeader("Authorization"), " ")
-	got, want := sha256.Sum256([]byte(strings.TrimSpace(token))), sha256.Sum256([]byte(s.cfg.OpsToken))
-	if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		c.Header("WWW-Authenticate", `Bearer realm="rentalportal-ops"`)
-		renderError(c, portal.Errorf(portal.EUNAUTHORIZED, "operator token required"))
+	name, role, ok := s.deps.Operators.AuthenticateOperator(c.Writer, c.Request)
+	if !ok {
+		c.Abort()
+		return
+	}
+	mutating := c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead
+	if mutating && role != OperatorRole {
+		renderError(c, portal.Errorf(portal.EFORBIDDEN, "viewers cannot change rate limits"))
+		s.audit(c, name, role)
 		return
 	}
 	c.Next()
+	if mutating {
+		s.audit(c, name, role)
+	}
+}
+
+// audit records an operator's change (or refused attempt) with its outcome.
+func (s *Server) audit(c *gin.Context, name, role string) {
+	action := "reset_limits"
+	if strings.Contains(c.FullPath(), "/blocks/") {
+		action = "clear_block"
+	}
+	err := s.deps.DB.AddAudit(context.WithoutCancel(c.Request.Context()), store.AuditEntry{
+		Operator: name, Role: role, Action: action, Method: c.Request.Method, Path: c.Request.URL.Path,
+		TaskID: c.Param("key"), StatusCode: c.Writer.Status(), RemoteIP: c.ClientIP(),
+	})
+	if err != nil {
+		loggerOf(c).ErrorContext(c.Request.Context(), "could not write the operator audit entry", "action", action, "err", err)
+	}
 }
 
 // requireLimiter answers 503 when rate limiting is off (RATE_LIMIT_ENABLED=false).

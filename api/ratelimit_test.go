@@ -19,9 +19,31 @@ import (
 	"github.com/rentalportal/portal/logging"
 	"github.com/rentalportal/portal/ratelimit"
 	"github.com/rentalportal/portal/security"
+	"github.com/rentalportal/portal/store"
 )
 
-const testOpsToken = "ops-token-for-tests-0123456789abcdef"
+// fakeOperators stands in for the console's credential check: "Basic"
+// user ops:op is an operator, view:op a viewer; anything else is 401.
+type fakeOperators struct{}
+
+func (fakeOperators) AuthenticateOperator(w http.ResponseWriter, r *http.Request) (string, string, bool) {
+	name, pass, ok := r.BasicAuth()
+	switch {
+	case ok && name == "ops" && pass == "op":
+		return "ops", OperatorRole, true
+	case ok && name == "view" && pass == "op":
+		return "view", ViewerRole, true
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"operator login required","request_id":"x"}}`))
+	return "", "", false
+}
+
+const (
+	opsAuth    = "Basic b3BzOm9w"     // ops:op
+	viewerAuth = "Basic dmlldzpvcA==" // view:op
+)
 
 // edge is an API server with the limiter, the login guard and the
 // security monitor on a Redis DB of the test's own.
@@ -56,12 +78,11 @@ func newEdge(t *testing.T, o edgeOptions) *edge {
 		t.Fatal(err)
 	}
 	e.limiter = ratelimit.New(e.redis, ratelimit.Config{Policies: o.policies, BlockAfter: o.blockAfter, BlockFor: time.Hour})
-	deps := Deps{Log: log, DB: testkit.SQLite(t), Limiter: e.limiter,
+	deps := Deps{Log: log, DB: testkit.SQLite(t), Limiter: e.limiter, Operators: fakeOperators{},
 		LoginGuard: ratelimit.NewLoginGuard(e.limiter, ratelimit.LoginConfig{Failures: o.loginFailures}),
 		Security:   security.New(log, e.events, e.redis, security.Config{BurstCount: o.authBurst, BurstWindow: time.Minute})}
 	srv, err := NewServer(Config{Env: "development", MaxBodyBytes: 1 << 20, TrustedProxies: o.trustedProxies,
-		JWTSecret: strings.Repeat("s", 32), JWTIssuer: "test", JWTAudience: "test", JWTTTL: time.Hour,
-		OpsToken: testOpsToken}, deps)
+		JWTSecret: strings.Repeat("s", 32), JWTIssuer: "test", JWTAudience: "test", JWTTTL: time.Hour}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,15 +335,15 @@ func TestLoginBlockedAfterFailuresOperatorClears(t *testing.T) {
 			t.Fatalf("%s %s while blocked: %d %v", method, path, w.Code, w.Header())
 		}
 	}
-	// The operator: no token, wrong token, then the list.
+	// The operator: no credentials, wrong ones, then the list.
 	if w := e.do("GET", "/ops/ratelimits/blocks", attacker); w.Code != http.StatusUnauthorized {
-		t.Fatalf("ops without token: %d", w.Code)
+		t.Fatalf("ops without credentials: %d", w.Code)
 	}
 	if w := e.do("GET", "/ops/ratelimits/blocks", attacker, "Authorization", "Bearer nope"); w.Code != http.StatusUnauthorized {
-		t.Fatalf("ops with a wrong token: %d", w.Code)
+		t.Fatalf("ops with a bearer token: %d", w.Code)
 	}
-	ops := "Bearer " + testOpsToken
-	w := e.do("GET", "/ops/ratelimits/blocks", "127.0.0.1:1", "Authorization", ops)
+	ops := opsAuth
+	w := e.do("GET", "/ops/ratelimits/blocks", "127.0.0.1:1", "Authorization", viewerAuth)
 	var list struct {
 		Data       []ratelimit.Block `json:"data"`
 		Pagination struct {
@@ -335,8 +356,19 @@ func TestLoginBlockedAfterFailuresOperatorClears(t *testing.T) {
 		list.Pagination.Limit != 20 || list.Pagination.HasMore {
 		t.Fatalf("blocks: %d %s", w.Code, w.Body)
 	}
+	// A viewer may look but not lift it.
+	if w := e.do("DELETE", "/ops/ratelimits/blocks/ip:203.0.113.9", "127.0.0.1:1", "Authorization", viewerAuth); w.Code != http.StatusForbidden {
+		t.Fatalf("viewer clears: %d %s", w.Code, w.Body)
+	}
 	if w := e.do("DELETE", "/ops/ratelimits/blocks/ip:203.0.113.9", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusNoContent {
 		t.Fatalf("clear: %d %s", w.Code, w.Body)
+	}
+	// Both attempts are in the operator audit log, with their outcome.
+	audit, err := e.srv.deps.DB.ListAudit(t.Context(), store.AuditPage{Limit: 10})
+	if err != nil || len(audit) != 2 || audit[0].Operator != "ops" || audit[0].Action != "clear_block" ||
+		audit[0].StatusCode != http.StatusNoContent || audit[0].TaskID != "ip:203.0.113.9" ||
+		audit[1].Operator != "view" || audit[1].StatusCode != http.StatusForbidden {
+		t.Fatalf("audit: %+v %v", audit, err)
 	}
 	if w := e.do("DELETE", "/ops/ratelimits/blocks/ip:203.0.113.9", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusNotFound {
 		t.Fatalf("clear again: %d", w.Code)
@@ -355,7 +387,7 @@ func TestLoginBlockedAfterFailuresOperatorClears(t *testing.T) {
 }
 
 // TestOpsResetLimits: the operator empties a key's buckets; bad keys and a
-// server without OPS_TOKEN are refused.
+// server without operator credentials are refused.
 func TestOpsResetLimits(t *testing.T) {
 	t.Parallel()
 	e := newEdge(t, edgeOptions{policies: map[string]ratelimit.Limit{ratelimit.PolicyAnon: per(1, time.Hour)}})
@@ -364,7 +396,7 @@ func TestOpsResetLimits(t *testing.T) {
 	if w := e.do("GET", "/api/v1/listings", "[2001:db8:1:2::8]:7000"); w.Code != http.StatusTooManyRequests {
 		t.Fatalf("same /64: %d", w.Code)
 	}
-	ops := "Bearer " + testOpsToken
+	ops := opsAuth
 	if w := e.do("DELETE", "/ops/ratelimits/limits/nonsense", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusBadRequest {
 		t.Fatalf("bad key: %d", w.Code)
 	}
@@ -385,9 +417,9 @@ func TestOpsResetLimits(t *testing.T) {
 	if w := e.do("GET", "/api/v1/listings", peer); outcome(w) != passed {
 		t.Fatalf("after reset: %d", w.Code)
 	}
-	e.srv.cfg.OpsToken = ""
-	if w := e.do("GET", "/ops/ratelimits/blocks", "127.0.0.1:1", "Authorization", "Bearer "); w.Code != http.StatusForbidden {
-		t.Fatalf("without OPS_TOKEN: %d", w.Code)
+	e.srv.deps.Operators = nil
+	if w := e.do("GET", "/ops/ratelimits/blocks", "127.0.0.1:1", "Authorization", ops); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("without an operator console: %d", w.Code)
 	}
 }
 

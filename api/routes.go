@@ -28,9 +28,10 @@ func (s *Server) routes(r *gin.Engine) {
 		r.GET("/metrics", gin.WrapH(s.deps.Metrics))
 	}
 
-	// Documentation.
-	r.GET("/api/openapi.json", api, notImplemented)
-	r.GET("/api/docs", html, notImplemented)
+	// Documentation: the OpenAPI document and Swagger UI with its assets.
+	r.GET("/api/openapi.json", api, s.openAPI)
+	r.GET("/api/docs", html, s.swaggerUI)
+	r.GET("/api/docs/*file", html, s.swaggerUI)
 
 	// Stripe: authenticated by the webhook signature.
 	r.POST("/webhooks/stripe", api, s.stripeWebhook)
@@ -60,8 +61,9 @@ func (s *Server) routes(r *gin.Engine) {
 	user.GET("/notifications", notImplemented)
 	user.POST("/notifications/:id/read", notImplemented)
 
-	// Operators: rate limits and blocks (bearer OPS_TOKEN for now).
-	ops := r.Group("/ops/ratelimits", api, s.requireOpsToken, s.requireLimiter)
+	// Operators: rate limits and blocks (operator session or Basic auth;
+	// viewers read, operators change; changes are audited).
+	ops := r.Group("/ops/ratelimits", api, s.requireOperator, s.requireLimiter)
 	ops.GET("/blocks", s.listBlocks)
 	ops.DELETE("/blocks/:key", s.clearBlock)
 	ops.GET("/limits/:key", s.showLimits)
@@ -80,9 +82,18 @@ func (s *Server) routes(r *gin.Engine) {
 	r.HEAD(strings.TrimSuffix(blob.LocalRoute, "/")+"/*key", api, s.serveBlob)
 	r.PUT(strings.TrimSuffix(blob.LocalRoute, "/")+"/*key", api, s.putBlob)
 
-	// Operators: the dashboard, in the "all" role.
+	// Operators: the console (web.Console) in the "all" role — landing
+	// page, sign-in, audit log, and Asynqmon under /monitoring. It checks
+	// operator credentials itself (session cookie or Basic auth).
 	if s.deps.Dashboard != nil {
-		r.Any("/monitoring", html, gin.WrapH(s.deps.Dashboard))
-		r.Any("/monitoring/*path", html, gin.WrapH(s.deps.Dashboard))
+		console := gin.WrapH(s.deps.Dashboard)
+		r.GET("/", html, console)
+		r.GET("/ops/login", html, console)
+		r.POST("/ops/login", html, limit, console)
+		r.POST("/ops/logout", html, console)
+		r.GET("/ops/me", api, console)
+		r.GET("/ops/audit", api, console)
+		r.Any("/monitoring", html, console)
+		r.Any("/monitoring/*path", html, console)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +44,9 @@ type Config struct {
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
+	// OpenAPIServers is the servers list of /api/openapi.json
+	// (OPENAPI_SERVERS); empty means this server ("/").
+	OpenAPIServers []OpenAPIServer
 	// BcryptCost is the cost of password hashes (0: 12).
 	BcryptCost int
 	// BookingPaymentTTL is how long a new booking waits for its payment
@@ -57,9 +59,6 @@ type Config struct {
 	// RateLimitTimeout bounds each call to the limiter's Redis; past it
 	// the request is served unlimited (login and register: 503).
 	RateLimitTimeout time.Duration
-	// OpsToken is the bearer token of the /ops/ratelimits endpoints
-	// (empty: they refuse everyone).
-	OpsToken string
 	// Uploads are the limits and link lifetimes of uploads.
 	Uploads UploadConfig
 }
@@ -93,6 +92,11 @@ type Deps struct {
 	Security *security.Monitor
 	// Blobs stores uploads (S3, or the local folder served under /blobs/).
 	Blobs BlobStore
+	// Operators checks operator credentials for the /ops endpoints the API
+	// serves (nil: they answer 503).
+	Operators OperatorAuth
+	// HTTPMetrics, when set, counts every request by route template.
+	HTTPMetrics RequestObserver
 }
 
 // Server is the HTTP API.
@@ -101,6 +105,7 @@ type Server struct {
 	deps     Deps
 	engine   *gin.Engine
 	tokens   *Tokens
+	openapi  *openAPIDocument
 	started  time.Time
 	draining atomic.Bool
 	hasher   *account.Hasher
@@ -122,6 +127,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	cfg.Uploads.defaults()
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
 		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
+	doc, err := loadOpenAPI(cfg.OpenAPIServers)
+	if err != nil {
+		return nil, err
+	}
+	s.openapi = doc
 	if err := s.setupAccounts(); err != nil {
 		return nil, err
 	}
@@ -134,6 +144,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// a configured proxy.
 	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, portal.WrapError(portal.EINVALID, err, "TRUSTED_PROXIES: %v", err)
+	}
+	if deps.HTTPMetrics != nil {
+		r.Use(metricsMiddleware(deps.HTTPMetrics))
 	}
 	r.Use(recoveryMiddleware(deps.Log), requestIDMiddleware(deps.Log),
 		accessLogMiddleware(deps.Log, map[string]bool{"/health/liveness": true, "/health/readiness": true, "/metrics": true}),
@@ -148,7 +161,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 			MaxAge:           12 * time.Hour,
 		}))
 	}
-	r.Use(gzip.Gzip(gzip.BestSpeed, gzip.WithCustomShouldCompressFn(shouldGzip)))
+	r.Use(gzip.Gzip(gzip.DefaultCompression, gzip.WithExcludedPathsRegexs([]string{`^/webhooks/`, `^/metrics`, `^/blobs/`})))
 	r.NoRoute(securityHeaders(cspAPI, false), func(c *gin.Context) {
 		renderError(c, portal.Errorf(portal.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -174,19 +187,4 @@ func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE
 
 func notImplemented(c *gin.Context) {
 	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
-}
-
-// shouldGzip compresses what is worth it: GET answers (lists, documents, the
-// docs and dashboard assets) to clients that accept gzip. Writes answer a
-// few hundred bytes, where compressing costs more CPU than it saves bytes;
-// webhooks, metrics (compressed by its own handler) and blobs are left alone.
-func shouldGzip(c *gin.Context) bool {
-	r := c.Request
-	if r.Method != http.MethodGet || !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") ||
-		strings.Contains(r.Header.Get("Connection"), "Upgrade") {
-		return false
-	}
-	p := r.URL.Path
-	return !strings.HasPrefix(p, "/webhooks/") && !strings.HasPrefix(p, "/metrics") && !strings.HasPrefix(p, "/blobs/") &&
-		!strings.HasPrefix(p, "/health")
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rentalportal/portal/api/openapitest"
 	"github.com/rentalportal/portal/internal/testkit"
 )
 
@@ -39,7 +40,8 @@ func (c *Client) Do(method, path string, body any, out any) int {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	// Every answer is held to the contract (api/openapi.yaml).
+	resp, err := openapitest.New(c.t).Client(c.t, &http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -27,18 +27,20 @@ func (w *Worker) observe(next asynq.Handler) asynq.Handler {
 		start := time.Now()
 		err := next.ProcessTask(ctx, t)
 		d := time.Since(start)
-		archived := err != nil && (retried >= maxRetry || errors.Is(err, asynq.SkipRetry))
+		willRetry, archived := outcome(err, retried, maxRetry)
 		switch {
 		case err == nil:
 			w.log.DebugContext(ctx, "task done", "queue", queue, "duration_ms", ms(d))
 		case archived:
 			// taskFailed logs the archive at error level.
-		default:
+		case willRetry:
 			w.log.WarnContext(ctx, "task failed, will retry", "queue", queue, "duration_ms", ms(d),
 				"max_retry", maxRetry, "err", err)
+		default:
+			w.log.InfoContext(ctx, "task revoked: dropped without retry", "queue", queue, "err", err)
 		}
 		if w.deps.Observer != nil {
-			w.deps.Observer.TaskDone(t.Type(), queue, d, err, err != nil && !archived, archived)
+			w.deps.Observer.TaskDone(t.Type(), queue, d, err, willRetry, archived)
 		}
 		return err
 	})

@@ -6,7 +6,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -120,7 +119,7 @@ func (w *Worker) taskFailed(ctx context.Context, task *asynq.Task, err error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	id, _ := asynq.GetTaskID(ctx)
-	if retried >= maxRetry || errors.Is(err, asynq.SkipRetry) {
+	if _, archived := outcome(err, retried, maxRetry); archived {
 		w.log.ErrorContext(ctx, "task archived: it will not be retried", "task_id", id, "task_type", task.Type(),
 			"retried", retried, "max_retry", maxRetry, "err", err)
 	}

@@ -78,6 +78,9 @@ func TestComposeFile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("its environment does not pass start-up validation: %v", err)
 			}
+			if (role == roleDashboard || role == roleAPI) && len(cfg.operatorUsers) == 0 {
+				t.Errorf("%s in production needs OPERATOR_USERS (the dashboard refuses to start without)", svc)
+			}
 			if !cfg.production() || cfg.embeddedDB() || cfg.embeddedRedis() || cfg.localBlobs() {
 				t.Errorf("compose must run production mode on PostgreSQL, Redis and S3: %+v", cfg)
 			}

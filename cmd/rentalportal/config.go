@@ -18,7 +18,9 @@ import (
 	"github.com/go-playground/validator/v10"
 	"github.com/hibiken/asynq"
 
+	"github.com/rentalportal/portal/api"
 	"github.com/rentalportal/portal/ratelimit"
+	"github.com/rentalportal/portal/web"
 )
 
 // Config is every setting of the platform, parsed from the environment once
@@ -33,6 +35,21 @@ type Config struct {
 	DashboardAddr string `env:"DASHBOARD_ADDR" envDefault:":8081" validate:"listenaddr"`
 	// MetricsAddr, if set, serves /metrics on its own listener instead of the API's.
 	MetricsAddr string `env:"METRICS_ADDR" validate:"omitempty,listenaddr"`
+	// MetricsToken, if set, is the bearer token a scrape of /metrics must send.
+	MetricsToken string `env:"METRICS_TOKEN" secret:"true"`
+	// OpenAPIServersSpec is the servers list of /api/openapi.json: name=url,...
+	OpenAPIServersSpec string `env:"OPENAPI_SERVERS"`
+
+	// Operator console: accounts (name:role:bcrypt-hash,...), the key that
+	// signs session cookies (derived from JWT_SECRET when empty), how long a
+	// login lasts, and the per-address brake on password guessing.
+	OperatorUsersSpec     string        `env:"OPERATOR_USERS" secret:"true"`
+	OperatorSessionKey    string        `env:"OPERATOR_SESSION_KEY" secret:"true" validate:"omitempty,min=32"`
+	OperatorSessionTTL    time.Duration `env:"OPERATOR_SESSION_TTL" envDefault:"12h" validate:"min=1m,max=720h"`
+	OperatorMaxFailures   int           `env:"OPERATOR_LOGIN_MAX_FAILURES" envDefault:"10" validate:"min=1,max=100000"`
+	OperatorFailureWindow time.Duration `env:"OPERATOR_LOGIN_WINDOW" envDefault:"15m" validate:"min=1s,max=24h"`
+	operatorUsers         []web.User
+	openAPIServers        []api.OpenAPIServer
 
 	DataDir        string `env:"DATA_DIR" envDefault:"./data" validate:"required"`
 	DatabaseURL    string `env:"DATABASE_URL" secret:"url" validate:"omitempty,postgresurl"`
@@ -132,7 +149,6 @@ type Config struct {
 	LoginFailureLimit    ratelimit.Threshold `env:"LOGIN_FAILURE_LIMIT" envDefault:"10/15m"`
 	LoginAccountThrottle ratelimit.Limit     `env:"LOGIN_ACCOUNT_THROTTLE" envDefault:"1/10s"`
 	AuthFailureBurst     ratelimit.Threshold `env:"SECURITY_AUTH_FAILURE_BURST" envDefault:"20/m"`
-	OpsToken             string              `env:"OPS_TOKEN" secret:"true"`
 
 	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
 	// by the entry's Env name.
@@ -265,8 +281,12 @@ func validateConfig(cfg *Config) error {
 	if cfg.LoginAccountThrottle.Off() {
 		msgs = append(msgs, "LOGIN_ACCOUNT_THROTTLE: must be a rate such as 1/10s (accounts are slowed, never blocked)")
 	}
-	if cfg.production() && cfg.OpsToken != "" && len(cfg.OpsToken) < 32 {
-		msgs = append(msgs, "OPS_TOKEN: production needs a token of at least 32 characters")
+	var err error
+	if cfg.operatorUsers, err = web.ParseUsers(cfg.OperatorUsersSpec, !cfg.production()); err != nil {
+		msgs = append(msgs, "OPERATOR_USERS: "+err.Error())
+	}
+	if cfg.openAPIServers, err = api.ParseServers(cfg.OpenAPIServersSpec); err != nil {
+		msgs = append(msgs, "OPENAPI_SERVERS: "+err.Error())
 	}
 	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
 		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")

@@ -110,10 +110,18 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	runScheduler := (role == roleAll && cfg.SchedulerEnabled) || role == roleScheduler
 	runDashboard := role == roleAll || role == roleDashboard
 
-	var dashboard *web.Dashboard
-	if runDashboard {
-		dashboard = web.NewDashboard(web.Config{Version: version, Role: role}, p.redisOpt)
-		p.closers = append(p.closers, dashboard.Close)
+	reg, metricsHandler, metricsURL, err := p.startMetrics(gctx, g, role, runWorker, &links)
+	if err != nil {
+		return err
+	}
+	var console *web.Console
+	// The API serves operator endpoints too (/ops/ratelimits), checked by
+	// the console's credentials; a lone api role without OPERATOR_USERS in
+	// production simply has none.
+	if runDashboard || (runAPI && (len(cfg.operatorUsers) > 0 || !cfg.production())) {
+		if console, err = p.newConsole(role, metricsURL, &links); err != nil {
+			return err
+		}
 	}
 	if runAPI || runWorker {
 		g.Go(func() error { p.relay.Run(gctx); return nil })
@@ -124,10 +132,16 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			return err
 		}
 		deps.Webhooks, deps.Inbox = p.webhookInbox()
+		deps.Metrics, deps.HTTPMetrics = metricsHandler, reg
 		if role == roleAll {
-			deps.Dashboard = dashboard
+			deps.Dashboard = console
 		}
-		srv, err := api.NewServer(p.apiConfig(role), deps)
+		if console != nil {
+			deps.Operators = consoleAuth{console}
+		}
+		cfgAPI := p.apiConfig(role)
+		cfgAPI.OpenAPIServers = cfg.openAPIServers
+		srv, err := api.NewServer(cfgAPI, deps)
 		if err != nil {
 			return err
 		}
@@ -137,9 +151,12 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		}
 		base := baseURL(ln.Addr(), cfg.HTTPAddr)
 		links = append(links, "API:        "+base+"/api/v1", "Swagger UI: "+base+"/api/docs",
-			"Health:     "+base+"/health", "Metrics:    "+base+"/metrics")
+			"Health:     "+base+"/health")
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+base+"/metrics")
+		}
 		if role == roleAll {
-			links = append(links, "Dashboard:  "+base+web.RootPath+"/")
+			links = append(links, "Home:       "+base+"/", "Dashboard:  "+base+web.RootPath+"/")
 		}
 		g.Go(func() error { return serveHTTP(gctx, log, "api", ln, srv, cfg.ShutdownTimeout, srv.Drain) })
 	}
@@ -149,10 +166,13 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			return fmt.Errorf("DASHBOARD_ADDR %s: %w", cfg.DashboardAddr, err)
 		}
 		base := baseURL(ln.Addr(), cfg.DashboardAddr)
-		links = append(links, "Dashboard:  "+base+web.RootPath+"/")
+		links = append(links, "Home:       "+base+"/", "Dashboard:  "+base+web.RootPath+"/")
 		mux := http.NewServeMux()
-		mux.Handle(web.RootPath+"/", dashboard)
-		mux.Handle(web.RootPath, dashboard)
+		mux.Handle("/", console.Standalone(reg))
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+base+"/metrics")
+			mux.Handle("GET /metrics", metricsHandler)
+		}
 		h := probeHandler(map[string]func(context.Context) error{"redis": redisPinger{p.redis}.Ping, "database": p.db.Ping}, mux)
 		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, h, cfg.ShutdownTimeout, nil) })
 	}
@@ -174,7 +194,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 				PendingTTL:   cfg.UploadPendingTTL,
 				StuckAfter:   cfg.UploadStuckAfter,
 			},
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs})
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs, Observer: reg})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
@@ -202,8 +222,15 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			deps["database"] = p.db.Ping
 		}
 		links = append(links, "Probes:     "+baseURL(ln.Addr(), addr)+"/health/readiness")
+		var extra http.Handler
+		if metricsHandler != nil {
+			links = append(links, "Metrics:    "+baseURL(ln.Addr(), addr)+"/metrics")
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", metricsHandler)
+			extra = mux
+		}
 		g.Go(func() error {
-			return serveHTTP(gctx, log, "probes", ln, probeHandler(deps, nil), cfg.ShutdownTimeout, nil)
+			return serveHTTP(gctx, log, "probes", ln, probeHandler(deps, extra), cfg.ShutdownTimeout, nil)
 		})
 	}
 	printBanner(stdout, cfg, role, links, time.Since(started))
@@ -346,7 +373,6 @@ func (p *platform) apiConfig(role string) api.Config {
 		BookingMaxNights:      p.cfg.BookingMaxNights,
 		BookingMaxAdvanceDays: p.cfg.BookingMaxAdvanceDays,
 		RateLimitTimeout:      p.cfg.RateLimitTimeout,
-		OpsToken:              p.cfg.OpsToken,
 		WebhookMaxBytes:       p.cfg.WebhookMaxBytes,
 		Uploads: api.UploadConfig{
 			MaxImageBytes:    p.cfg.UploadMaxImageBytes,

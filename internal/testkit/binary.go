@@ -1,0 +1,173 @@
+package testkit
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds cmd/rentalportal once per test process and returns the
+// path of the executable.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rentalportal-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "rentalportal")
+		cmd := exec.Command("go", "build", "-o", buildPath, "-ldflags", "-X main.version=test",
+			"github.com/rentalportal/portal/cmd/rentalportal")
+		cmd.Dir = RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// RepoRoot is the directory of go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// ArtifactsDir returns artifacts/<name> under the repository (git-ignored),
+// created, for screenshots and other files a test leaves for people.
+func ArtifactsDir(t testing.TB, name string) string {
+	t.Helper()
+	dir := filepath.Join(RepoRoot(t), "artifacts", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Process is a running rentalportal.
+type Process struct {
+	// URLs are the banner's links by name ("API", "Swagger UI", "Dashboard",
+	// "Home", "Metrics", "Health").
+	URLs   map[string]string
+	output *SyncBuffer
+}
+
+// Output is what the process printed so far (stdout and stderr).
+func (p *Process) Output() string { return p.output.String() }
+
+// Base is the scheme://host:port of the named URL.
+func (p *Process) Base(name string) string {
+	u := p.URLs[name]
+	if i := strings.Index(u[len("http://"):], "/"); i >= 0 {
+		return u[:len("http://")+i]
+	}
+	return u
+}
+
+var bannerLink = regexp.MustCompile(`^\s+([A-Za-z ]+?):\s+(https?://\S+)`)
+
+// Start runs `rentalportal <role>` with exactly env (plus PATH, HOME and
+// TMPDIR), waits until it prints its banner, and stops it (SIGTERM, then
+// SIGKILL) when the test ends. Give it HTTP_ADDR=127.0.0.1:0 (and the
+// like) so that tests never collide on ports; the banner says where it
+// listens.
+func Start(t testing.TB, role string, env map[string]string) *Process {
+	t.Helper()
+	bin := Binary(t)
+	cmd := exec.Command(bin, role)
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out := &SyncBuffer{}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	p := &Process{URLs: map[string]string{}, output: out}
+	ready := make(chan struct{})
+	var urlsMu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		readyOnce := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(out, line)
+			if m := bannerLink.FindStringSubmatch(line); m != nil {
+				urlsMu.Lock()
+				p.URLs[m[1]] = m[2]
+				urlsMu.Unlock()
+			}
+			if strings.HasPrefix(line, "Ready in") {
+				readyOnce.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("rentalportal %s output:\n%s", role, out.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	select {
+	case <-ready:
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("rentalportal %s exited before it was ready: %v\n%s", role, err, out.String())
+	case <-ctx.Done():
+		t.Fatalf("rentalportal %s not ready after 60s:\n%s", role, out.String())
+	}
+	urlsMu.Lock()
+	defer urlsMu.Unlock()
+	return p
+}
