@@ -10,6 +10,7 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
+	"github.com/rentalportal/portal/payments"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -48,6 +49,19 @@ type HistoryView struct {
 	Source    string    `json:"source"`
 	SourceRef string    `json:"source_ref"`
 	At        time.Time `json:"at"`
+}
+
+// paymentView shows a booking's payment to one caller: null until its
+// PaymentIntent exists; the client secret only to the renter, who pays.
+func paymentView(p *store.Payment, b *store.Booking, caller string) *PaymentView {
+	if p == nil || p.PaymentIntentID == nil {
+		return nil
+	}
+	v := &PaymentView{PaymentIntentID: *p.PaymentIntentID, Status: p.Status}
+	if p.ClientSecret != nil && caller == b.RenterID {
+		v.ClientSecret = *p.ClientSecret
+	}
+	return v
 }
 
 func bookingView(b *store.Booking, history []store.HistoryEntry, payment *PaymentView) BookingView {
@@ -100,26 +114,70 @@ func (s *Server) createBooking(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
+	msgs := []tasks.Message{expire}
+	if s.deps.Payments != nil {
+		// The fallback of the inline PaymentIntent below, written with the
+		// booking so that no crash can leave a booking without one: it runs
+		// after the inline attempt has had its chance, and finds nothing to
+		// do when that attempt succeeded.
+		intent, err := tasks.EncodeAt(tasks.PaymentIntent{BookingID: id}, time.Now().Add(s.cfg.StripeTimeout+paymentFallbackDelay))
+		if err != nil {
+			renderError(c, err)
+			return
+		}
+		msgs = append(msgs, intent)
+	}
+	outbox := make([]store.OutboxMessage, len(msgs))
+	for i, m := range msgs {
+		outbox[i] = store.OutboxMessage(m)
+	}
 	b, history, err := store.CreateBooking(ctx, s.deps.DB, store.NewBooking{
 		ID: id, ListingID: req.ListingID, RenterID: p.UserID, Start: start, End: end, ExpiresAt: expiresAt,
 		Source: store.Source{Kind: store.SourceAPI, Ref: requestID(c), ActorID: p.UserID},
-		Outbox: []store.OutboxMessage{store.OutboxMessage(expire)},
+		Outbox: outbox,
 	})
 	if err != nil {
 		renderError(c, err)
 		return
 	}
-	s.publish(ctx, expire)
-	// Committed. The payment step goes here: it may fail or time out without
-	// undoing the booking (the payment:intent task is its fallback).
+	s.publish(ctx, msgs...)
+	// Committed. The payment step may fail or time out without undoing the
+	// booking: the payment:intent task is its fallback.
 	payment := s.startPayment(ctx, b)
 	c.Header("Location", "/api/v1/bookings/"+b.ID)
 	c.JSON(http.StatusCreated, bookingView(b, history, payment))
 }
 
-// startPayment creates the booking's PaymentIntent; until the Stripe issue
-// fills it in, a booking has no payment yet.
-func (s *Server) startPayment(_ context.Context, _ *store.Booking) *PaymentView { return nil }
+// paymentFallbackDelay is how long after the inline attempt's timeout the
+// payment:intent task runs.
+const paymentFallbackDelay = 2 * time.Second
+
+// startPayment creates the booking's PaymentIntent with Stripe: the one
+// outbound call the API makes in a request, bounded by STRIPE_TIMEOUT and
+// idempotent per booking (the worker's fallback uses the same key, so both
+// get the same PaymentIntent). On failure the booking answers with a null
+// payment; the fallback task creates it and the next GET shows it. Without a
+// Stripe key bookings wait for a payment webhook (stripe-trigger).
+func (s *Server) startPayment(ctx context.Context, b *store.Booking) *PaymentView {
+	if s.deps.Payments == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StripeTimeout)
+	defer cancel()
+	pay, err := store.EnsurePayment(ctx, s.deps.DB, b, "")
+	if err == nil {
+		var in payments.Intent
+		if in, err = s.deps.Payments.CreateIntent(ctx, b.ID, b.TotalAmount, b.Currency); err == nil {
+			if err = store.SetPaymentIntent(ctx, s.deps.DB, pay.ID, in.ID, in.ClientSecret); err == nil {
+				pay.PaymentIntentID, pay.ClientSecret = &in.ID, &in.ClientSecret
+				return paymentView(pay, b, b.RenterID)
+			}
+		}
+	}
+	s.deps.Log.WarnContext(ctx, "payment intent not created in the request; the payment:intent task will",
+		"booking_id", b.ID, "err", err)
+	return nil
+}
 
 // publishTimeout bounds the relay's enqueue in a request: a slow or
 // unreachable Redis must not hold the answer, and the outbox row makes
@@ -177,12 +235,18 @@ func (s *Server) getBooking(c *gin.Context) {
 }
 
 func (s *Server) respondBooking(c *gin.Context, b *store.Booking) {
-	h, err := store.BookingHistory(c.Request.Context(), s.deps.DB, b.ID)
+	ctx := c.Request.Context()
+	h, err := store.BookingHistory(ctx, s.deps.DB, b.ID)
 	if err != nil {
 		renderError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, bookingView(b, h, nil))
+	pays, err := store.PaymentsByBooking(ctx, s.deps.DB, b.ID)
+	if err != nil {
+		renderError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, bookingView(b, h, paymentView(pays[b.ID], b, principal(c).UserID)))
 }
 
 // visibleBooking loads the booking of the path if the caller may see it.
@@ -236,6 +300,18 @@ func (s *Server) listBookings(c *gin.Context) {
 	if err != nil {
 		renderError(c, err)
 		return
+	}
+	ids := make([]string, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	pays, err := store.PaymentsByBooking(ctx, s.deps.DB, ids...)
+	if err != nil {
+		renderError(c, err)
+		return
+	}
+	for i := range rows {
+		out[i].Payment = paymentView(pays[rows[i].ID], &rows[i], me)
 	}
 	c.JSON(http.StatusOK, newList(out, page, next))
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/account"
+	"github.com/rentalportal/portal/payments"
 	"github.com/rentalportal/portal/security"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
@@ -41,6 +42,8 @@ type Config struct {
 	JWTTTL      time.Duration
 	// WebhookMaxBytes bounds a Stripe webhook body (413 beyond).
 	WebhookMaxBytes int64
+	// StripeTimeout bounds the PaymentIntent call in a booking request (0: 3s).
+	StripeTimeout time.Duration
 	// Components says what backs each dependency (database: sqlite|postgres,
 	// redis: embedded|external, blob: local|s3).
 	Components map[string]string
@@ -92,11 +95,23 @@ type Deps struct {
 	Security *security.Monitor
 	// Blobs stores uploads (S3, or the local folder served under /blobs/).
 	Blobs BlobStore
+	// Payments creates PaymentIntents (nil without a Stripe key: bookings
+	// wait for a payment webhook).
+	Payments PaymentCreator
 	// Operators checks operator credentials for the /ops endpoints the API
 	// serves (nil: they answer 503).
 	Operators OperatorAuth
 	// HTTPMetrics, when set, counts every request by route template.
 	HTTPMetrics RequestObserver
+}
+
+// PaymentCreator creates a booking's PaymentIntent (payments.Client
+// satisfies it).
+type PaymentCreator interface {
+	// CreateIntent creates (or, for the same booking, returns again) the
+	// booking's PaymentIntent; errors wrap payments.ErrTemporary or
+	// payments.ErrRejected.
+	CreateIntent(ctx context.Context, bookingID string, amount int64, currency string) (payments.Intent, error)
 }
 
 // Server is the HTTP API.
@@ -121,6 +136,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	// Gin's debug mode only prints routes and warnings; our own logs say
 	// what matters, in both environments.
 	gin.SetMode(gin.ReleaseMode)
+	if cfg.StripeTimeout <= 0 {
+		cfg.StripeTimeout = 3 * time.Second
+	}
 	if cfg.RateLimitTimeout <= 0 {
 		cfg.RateLimitTimeout = 200 * time.Millisecond
 	}

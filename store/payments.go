@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/rentalportal/portal"
 )
 
@@ -71,6 +73,26 @@ func GetPaymentByIntent(ctx context.Context, q Queryer, intentID string) (*Payme
 // GetPaymentByCharge returns the payment of a charge; ENOTFOUND if none.
 func GetPaymentByCharge(ctx context.Context, q Queryer, chargeID string) (*Payment, error) {
 	return getPayment(ctx, q, `charge_id = ?`, chargeID)
+}
+
+// PaymentsByBooking returns the payments of bookings, by booking ID.
+func PaymentsByBooking(ctx context.Context, q Queryer, bookingIDs ...string) (map[string]*Payment, error) {
+	out := make(map[string]*Payment, len(bookingIDs))
+	if len(bookingIDs) == 0 {
+		return out, nil
+	}
+	query, args, err := In(q, `SELECT `+paymentColumns+` FROM payments WHERE booking_id IN (?)`, bookingIDs)
+	if err != nil {
+		return nil, err
+	}
+	var rows []Payment
+	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("payments of bookings: %w", Translate(err))
+	}
+	for i := range rows {
+		out[rows[i].BookingID] = &rows[i]
+	}
+	return out, nil
 }
 
 func getPayment(ctx context.Context, q Queryer, where string, arg any) (*Payment, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/rentalportal/portal/api"
 	"github.com/rentalportal/portal/blob"
 	"github.com/rentalportal/portal/logging"
+	"github.com/rentalportal/portal/payments"
 	"github.com/rentalportal/portal/relay"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/web"
@@ -132,6 +133,14 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			return err
 		}
 		deps.Webhooks, deps.Inbox = p.webhookInbox()
+		if cfg.StripeSecretKey != "" {
+			c, err := payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, APIBase: cfg.StripeAPIBase,
+				Timeout: cfg.StripeTimeout})
+			if err != nil {
+				return err
+			}
+			deps.Payments = c
+		}
 		deps.Metrics, deps.HTTPMetrics = metricsHandler, reg
 		if role == roleAll {
 			deps.Dashboard = console
@@ -368,6 +377,7 @@ func (p *platform) apiConfig(role string) api.Config {
 		JWTAudience:      p.cfg.JWTAudience,
 		JWTTTL:           p.cfg.JWTTTL,
 
+		StripeTimeout:         p.cfg.StripeTimeout,
 		BcryptCost:            p.cfg.BcryptCost,
 		BookingPaymentTTL:     p.cfg.BookingPaymentTTL,
 		BookingMaxNights:      p.cfg.BookingMaxNights,
