@@ -68,7 +68,7 @@ func TestSchedulerReplicasEnqueueOncePerTick(t *testing.T) {
 		}
 		ticks := map[string]bool{}
 		// Up to a little past end: cancel() comes after end is read.
-		for tick := start.Truncate(step).Add(step); !tick.After(end.Add(200*time.Millisecond)); tick = tick.Add(step) {
+		for tick := start.Truncate(step).Add(step); !tick.After(end.Add(200 * time.Millisecond)); tick = tick.Add(step) {
 			id := (tasks.Tick{Type: typ, At: tick}).TaskID()
 			ticks[id] = true
 			interior := tick.Sub(start) > 100*time.Millisecond && end.Sub(tick) > 100*time.Millisecond
