@@ -155,7 +155,9 @@ type proc struct {
 func start(t *testing.T, bin, role string, env []string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, role)
-	cmd.Env = env
+	// Each process its own probe/metrics port: the default :9090 would let
+	// only one worker (of this or any other test) start.
+	cmd.Env = append(append([]string(nil), env...), "METRICS_ADDR=127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", role, err)
