@@ -109,7 +109,7 @@ func (s *Server) createBooking(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
-	s.publish(ctx, expire)
+	s.publish(ctx, b.Outbox...) // booking:expire and the booking.created notifications
 	// Committed. The payment step goes here: it may fail or time out without
 	// undoing the booking (the payment:intent task is its fallback).
 	payment := s.startPayment(ctx, b)
@@ -260,14 +260,12 @@ func (s *Server) cancelBooking(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	b, refunding, err := store.CancelBooking(ctx, s.deps.DB, b.ID,
+	b, _, err = store.CancelBooking(ctx, s.deps.DB, b.ID,
 		store.Source{Kind: store.SourceAPI, Ref: requestID(c), ActorID: p.UserID}, store.OutboxMessage(refund))
 	if err != nil {
 		renderError(c, err)
 		return
 	}
-	if refunding {
-		s.publish(ctx, refund)
-	}
+	s.publish(ctx, b.Outbox...) // the booking.cancelled notifications, and booking:refund if it was paid
 	s.respondBooking(c, b)
 }

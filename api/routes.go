@@ -56,8 +56,8 @@ func (s *Server) routes(r *gin.Engine) {
 	user.GET("/upload/:id/signed-url", notImplemented)
 	user.POST("/upload/presigned-upload", notImplemented)
 	user.POST("/upload/:id/complete", notImplemented)
-	user.GET("/notifications", notImplemented)
-	user.POST("/notifications/:id/read", notImplemented)
+	user.GET("/notifications", s.listNotifications)
+	user.POST("/notifications/:id/read", s.readNotification)
 
 	// Operators: the dashboard, in the "all" role.
 	if s.deps.Dashboard != nil {

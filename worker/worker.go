@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rentalportal/portal/notify"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -30,6 +31,12 @@ type Config struct {
 	// OutboxGrace is how old an unsent outbox row must be before the sweeper
 	// relays it (younger ones are still being relayed by their writer).
 	OutboxGrace time.Duration
+	// OperatorEmails receive the operator-facing events (notify.go).
+	OperatorEmails []string
+	// NotifyRetryBase and NotifyRetryMax shape the retry backoff of notify
+	// tasks (0: 1s and 5m).
+	NotifyRetryBase time.Duration
+	NotifyRetryMax  time.Duration
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -45,6 +52,9 @@ type Deps struct {
 	Relay Publisher
 	// Observer, if set, sees every task's outcome (metrics).
 	Observer Observer
+	// Mailer sends notify:email messages; Notify renders them.
+	Mailer Mailer
+	Notify *notify.Renderer
 }
 
 // Observer is told about each processed task.
@@ -64,6 +74,10 @@ func New(cfg Config, deps Deps) *Worker {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
+	if deps.Notify == nil {
+		// Links to a local API: for tests and tools that do not configure it.
+		deps.Notify, _ = notify.New("http://localhost:8080")
+	}
 	return &Worker{cfg: cfg, deps: deps, log: deps.Log}
 }
 
@@ -80,6 +94,7 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 		Logger:                   asynqLogger{w.log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.taskFailed),
+		RetryDelayFunc:           w.retryDelay,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
 	})
 	if err := srv.Start(w.Mux()); err != nil {

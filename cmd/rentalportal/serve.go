@@ -143,12 +143,19 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		g.Go(func() error { return serveHTTP(gctx, log, "dashboard", ln, h, cfg.ShutdownTimeout, nil) })
 	}
 	if runWorker {
+		mailer, renderer, err := newMailer(cfg, log)
+		if err != nil {
+			return err
+		}
 		w := worker.New(worker.Config{
 			Concurrency:       cfg.WorkerConcurrency,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay})
+			OperatorEmails:    cfg.OperatorEmails,
+			NotifyRetryBase:   cfg.NotifyRetryBase,
+			NotifyRetryMax:    cfg.NotifyRetryMax,
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Mailer: mailer, Notify: renderer})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
@@ -375,6 +382,9 @@ func printBanner(w io.Writer, cfg *Config, role string, links []string, took tim
 		fmt.Fprintf(&b, "  Blobs:      EMBEDDED local folder %s (set S3_BUCKET for S3)\n", filepath.Join(cfg.DataDir, "blobs"))
 	} else {
 		fmt.Fprintf(&b, "  Blobs:      S3 bucket %s\n", cfg.S3Bucket)
+	}
+	if role == roleAll || role == roleWorker {
+		fmt.Fprintf(&b, "  Mail:       %s\n", mailBanner(cfg))
 	}
 	fmt.Fprintf(&b, "Ready in %dms. Stop with Ctrl-C.\n\n", took.Milliseconds())
 	_, _ = io.WriteString(w, b.String())
