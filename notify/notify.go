@@ -105,7 +105,8 @@ func (r *Renderer) Render(ev event.Event, to Recipient) (Content, error) {
 		return c, err
 	}
 	c.Summary = oneLine(c.Summary)
-	// The text part's paragraphs are written on one line each and wrapped.
+	// The text part's paragraphs are one line each: mail clients wrap them,
+	// and an amount or a date is never cut in two.
 	intro, err := execText(set.text, "intro", v)
 	if err != nil {
 		return c, err
@@ -114,7 +115,7 @@ func (r *Renderer) Render(ev event.Event, to Recipient) (Content, error) {
 	if err != nil {
 		return c, err
 	}
-	v.IntroText, v.OutroText = wrap(oneLine(intro), 72), wrap(oneLine(outro), 72)
+	v.IntroText, v.OutroText = oneLine(intro), oneLine(outro)
 	if c.Text, err = execText(set.text, "text", v); err != nil {
 		return c, err
 	}
@@ -136,28 +137,6 @@ func execText(t *texttemplate.Template, name string, v any) (string, error) {
 
 // oneLine collapses whitespace: subjects and summaries are one line.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// wrap breaks a paragraph into lines of at most width characters where it
-// can (a longer word, such as a URL, gets a line of its own).
-func wrap(s string, width int) string {
-	var b strings.Builder
-	n := 0
-	for _, w := range strings.Fields(s) {
-		l := len([]rune(w))
-		switch {
-		case n == 0:
-		case n+1+l > width:
-			b.WriteByte('\n')
-			n = 0
-		default:
-			b.WriteByte(' ')
-			n++
-		}
-		b.WriteString(w)
-		n += l
-	}
-	return b.String()
-}
 
 // Fact is one labelled value of a message ("Dates", "Total").
 type Fact struct {
@@ -185,7 +164,7 @@ type View struct {
 	Reason     string // a failure or dispute reason in words
 	Kind       string // an upload's kind: image or document
 	Facts      []Fact
-	// IntroText and OutroText are the paragraphs wrapped for the text part.
+	// IntroText and OutroText are the paragraphs of the text part.
 	IntroText, OutroText string
 	Link                 string
 	LinkLabel            string

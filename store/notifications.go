@@ -27,13 +27,19 @@ type Notification struct {
 const notificationColumns = `n.id, n.user_id, n.event_id, n.type, n.title, n.body, n.read_at, n.created_at,
 	e.subject_type, e.subject_id`
 
-// AddNotification inserts n (its ID and CreatedAt are filled in) unless the
-// user already has the event's notification; created reports which.
+// AddNotification inserts n unless the user already has the event's
+// notification; created reports which. Its ID is filled in if empty, and
+// its CreatedAt, if zero, with now: the worker passes the event's time, so
+// a list shows events in the order they happened whatever order their
+// tasks ran in.
 func AddNotification(ctx context.Context, q Queryer, n *Notification) (created bool, err error) {
 	if n.ID == "" {
 		n.ID = NewID()
 	}
-	n.CreatedAt = Now()
+	if n.CreatedAt.IsZero() {
+		n.CreatedAt = Now()
+	}
+	n.CreatedAt = n.CreatedAt.UTC().Truncate(time.Microsecond)
 	rows, err := Exec(ctx, q, `INSERT INTO notifications (id, user_id, event_id, type, title, body, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, user_id) DO NOTHING`,
 		n.ID, n.UserID, n.EventID, n.Type, n.Title, n.Body, n.CreatedAt)

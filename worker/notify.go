@@ -57,7 +57,7 @@ func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	created, err := store.AddNotification(ctx, w.deps.DB, &store.Notification{UserID: u.ID, EventID: ev.ID,
-		Type: string(ev.Type), Title: c.Subject, Body: c.Summary})
+		Type: string(ev.Type), Title: c.Subject, Body: c.Summary, CreatedAt: ev.OccurredAt})
 	if err != nil {
 		return err
 	}
