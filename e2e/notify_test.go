@@ -101,9 +101,10 @@ func TestWorkerProcessSendsOverSMTP(t *testing.T) {
 	}
 	_, renter, b := ListingAndBooking(t, api.Base, 3, 2)
 	WaitBooking(t, renter, b.ID, "expired", 15*time.Second)
-	msgs := srv.Wait(2, 15*time.Second)
+	srv.Wait(2, 15*time.Second)
 	time.Sleep(500 * time.Millisecond)
-	if msgs = srv.Messages(); len(msgs) != 2 {
+	msgs := srv.Messages()
+	if len(msgs) != 2 {
 		t.Fatalf("%d emails, want 2", len(msgs))
 	}
 	subjects := msgs[0].Subject + " | " + msgs[1].Subject
