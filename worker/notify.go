@@ -11,7 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/rentalportal/portal"
-	"github.com/rentalportal/portal/event"
+	// Aliased: the worker's Stripe tests declare a helper named event.
+	domainevent "github.com/rentalportal/portal/event"
 	"github.com/rentalportal/portal/mail"
 	"github.com/rentalportal/portal/notify"
 	"github.com/rentalportal/portal/store"
@@ -41,7 +42,7 @@ func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	if role == event.Operators || w.deps.Notify == nil {
+	if role == domainevent.Operators || w.deps.Notify == nil {
 		return fmt.Errorf("no in-app notification to %s of event %s: %w", role, ev.ID, asynq.SkipRetry)
 	}
 	u, err := store.GetUser(ctx, w.deps.DB, p.RecipientID)
@@ -79,10 +80,10 @@ func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	if role == event.Operators {
+	if role == domainevent.Operators {
 		var errs []error
 		for _, addr := range w.cfg.OperatorEmails {
-			errs = append(errs, w.deliverEmail(ctx, ev, event.OperatorRecipient(addr), addr, notify.Recipient{Role: role}))
+			errs = append(errs, w.deliverEmail(ctx, ev, domainevent.OperatorRecipient(addr), addr, notify.Recipient{Role: role}))
 		}
 		if len(w.cfg.OperatorEmails) == 0 {
 			w.log.DebugContext(ctx, "no OPERATOR_NOTIFY_EMAILS: operator email not sent", "event_id", ev.ID, "event_type", ev.Type)
@@ -101,7 +102,7 @@ func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
 }
 
 // notifyEvent loads a notify task's event and the recipient's role in it.
-func (w *Worker) notifyEvent(ctx context.Context, p tasks.Notify) (*event.Event, event.Role, error) {
+func (w *Worker) notifyEvent(ctx context.Context, p tasks.Notify) (*domainevent.Event, domainevent.Role, error) {
 	ev, err := store.GetEvent(ctx, w.deps.DB, p.EventID)
 	if err != nil {
 		return nil, "", err
@@ -130,8 +131,8 @@ func (w *Worker) notifyEvent(ctx context.Context, p tasks.Notify) (*event.Event,
 // lease runs out the retry sends it again. Both copies carry the same
 // Message-ID (derived from event and recipient), so receivers that
 // de-duplicate keep one. SMTP has no way to close that window.
-func (w *Worker) deliverEmail(ctx context.Context, ev *event.Event, rcptID, addr string, to notify.Recipient) error {
-	key := store.DeliveryKey{EventID: ev.ID, RecipientID: rcptID, Channel: string(event.Email)}
+func (w *Worker) deliverEmail(ctx context.Context, ev *domainevent.Event, rcptID, addr string, to notify.Recipient) error {
+	key := store.DeliveryKey{EventID: ev.ID, RecipientID: rcptID, Channel: string(domainevent.Email)}
 	claimed, status, err := store.ClaimDelivery(ctx, w.deps.DB, key, deliveryLease)
 	if err != nil {
 		return err
@@ -163,7 +164,7 @@ func (w *Worker) deliverEmail(ctx context.Context, ev *event.Event, rcptID, addr
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	err = w.deps.Mailer.Send(ctx, mail.Message{To: addr, Subject: c.Subject, Text: c.Text, HTML: c.HTML,
-		ID: "notify." + event.MessageKey(ev.ID, rcptID)})
+		ID: "notify." + domainevent.MessageKey(ev.ID, rcptID)})
 	switch {
 	case err == nil:
 		if ferr := finish(store.DeliverySent, ""); ferr != nil {
