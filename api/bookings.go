@@ -336,14 +336,12 @@ func (s *Server) cancelBooking(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	b, refunding, err := store.CancelBooking(ctx, s.deps.DB, b.ID,
+	b, _, err = store.CancelBooking(ctx, s.deps.DB, b.ID,
 		store.Source{Kind: store.SourceAPI, Ref: requestID(c), ActorID: p.UserID}, store.OutboxMessage(refund))
 	if err != nil {
 		renderError(c, err)
 		return
 	}
-	if refunding {
-		s.publish(ctx, refund)
-	}
+	s.publish(ctx, b.Outbox...) // the booking.cancelled notifications, and booking:refund if it was paid
 	s.respondBooking(c, b)
 }

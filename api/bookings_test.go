@@ -198,8 +198,16 @@ func TestConcurrentBookings(t *testing.T) {
 		run("identical", func(int) (booking.Date, booking.Date) { return day(10), day(15) })
 		// Every range holds the night of day 29: pairwise overlapping, never equal.
 		run("overlapping", func(i int) (booking.Date, booking.Date) { return day(20 + i%10), day(30 + i%7) })
-		if n := a.count(`SELECT count(*) FROM outbox`); n != 2 {
-			t.Fatalf("outbox holds %d rows, want 2", n)
+		if n := a.count(`SELECT count(*) FROM outbox WHERE task_type = 'booking:expire'`); n != 2 {
+			t.Fatalf("outbox holds %d expiries, want 2", n)
+		}
+		// And the two winners' booking.created notifications (renter: email
+		// and in-app, owner: in-app), nothing of the refused requests.
+		if n := a.count(`SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`); n != 6 {
+			t.Fatalf("outbox holds %d notify rows, want 6", n)
+		}
+		if n := a.count(`SELECT count(*) FROM domain_events`); n != 2 {
+			t.Fatalf("%d domain events, want 2", n)
 		}
 	})
 }

@@ -58,8 +58,8 @@ func (s *Server) routes(r *gin.Engine) {
 	user.GET("/upload/:id/signed-url", s.signedURL)
 	user.POST("/upload/presigned-upload", s.presignUpload)
 	user.POST("/upload/:id/complete", s.completeUpload)
-	user.GET("/notifications", notImplemented)
-	user.POST("/notifications/:id/read", notImplemented)
+	user.GET("/notifications", s.listNotifications)
+	user.POST("/notifications/:id/read", s.readNotification)
 
 	// Operators: rate limits and blocks (operator session or Basic auth;
 	// viewers read, operators change; changes are audited).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
+	"github.com/rentalportal/portal/tasks"
 )
 
 // Booking is a booking row.
@@ -26,6 +27,10 @@ type Booking struct {
 	RefundRequestedAt *time.Time     `db:"refund_requested_at" json:"-"`
 	CreatedAt         time.Time      `db:"created_at" json:"created_at"`
 	UpdatedAt         time.Time      `db:"updated_at" json:"updated_at"`
+	// Outbox holds the messages the call that returned the booking wrote to
+	// the outbox in its transaction (its domain event's notify tasks, ...):
+	// the caller publishes them after commit, or leaves them to the relay.
+	Outbox []tasks.Message `db:"-" json:"-"`
 }
 
 const bookingColumns = `id, listing_id, renter_id, owner_id, start_date, end_date, status, status_before_dispute,
@@ -79,7 +84,11 @@ var ErrStale = errors.New("booking changed concurrently")
 // ApplyBookingEvent moves a booking through the state machine inside the
 // caller's transaction: it reads the booking, asks booking.Next, writes the
 // new status with a compare-and-set on the status it read, and writes the
-// history row. It returns the booking as written. Errors: ENOTFOUND (no such
+// history row. A transition that concerns people (confirmed, cancelled,
+// expired, refunded, disputed, dispute closed) also records its domain event
+// with its notify outbox rows, in the same transaction: the returned
+// booking's Outbox holds those messages for the caller to publish after
+// commit. It returns the booking as written. Errors: ENOTFOUND (no such
 // booking), ECONFLICT wrapping *booking.IllegalTransition (the event cannot
 // happen in the current state) or ErrStale (a concurrent change), EOVERLAP
 // (moving back to a date-holding state onto dates taken meanwhile).
@@ -113,7 +122,13 @@ func ApplyBookingEvent(ctx context.Context, q Queryer, id string, ev booking.Eve
 	if err := addHistory(ctx, q, id, b.Status, to, string(ev), src, now); err != nil {
 		return b, err
 	}
+	from := b.Status
 	b.Status, b.BeforeDispute, b.UpdatedAt = to, beforeDispute, now
+	msgs, err := recordBookingEvent(ctx, q, b, from, ev, src)
+	if err != nil {
+		return b, err
+	}
+	b.Outbox = msgs
 	return b, nil
 }
 

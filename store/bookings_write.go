@@ -9,6 +9,8 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
+	"github.com/rentalportal/portal/event"
+	"github.com/rentalportal/portal/tasks"
 )
 
 // NewBooking is what CreateBooking needs. The caller picks the ID
@@ -22,15 +24,18 @@ type NewBooking struct {
 	ExpiresAt time.Time
 	// Source is recorded in the first history row (nothing → pending_payment).
 	Source Source
-	// Outbox messages are written in the same transaction (booking:expire).
+	// Outbox messages are written in the same transaction (booking:expire),
+	// with the notify messages of the booking.created event.
 	Outbox []OutboxMessage
 }
 
 // CauseCreated is the cause of a booking's first history row.
 const CauseCreated = "created"
 
-// CreateBooking writes a pending_payment booking, its first history row and
-// its outbox messages in one transaction. It reads the listing in that
+// CreateBooking writes a pending_payment booking, its first history row, its
+// booking.created domain event and its outbox messages (the caller's and
+// the event's notify tasks) in one transaction; the returned booking's
+// Outbox holds them all, for the caller to publish after commit. It reads the listing in that
 // transaction (on PostgreSQL FOR SHARE, so a concurrent DeleteListing waits
 // for it, or it for the delete) and prices the stay from it. Errors:
 // ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE (inactive listing,
@@ -49,8 +54,10 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 			PricePerDay int64  `db:"price_per_day"`
 			Currency    string `db:"currency"`
 			Active      bool   `db:"active"`
+			Title       string `db:"title"`
+			TimeZone    string `db:"timezone"`
 		}
-		err := Get(ctx, tx, &l, `SELECT owner_id, price_per_day, currency, active FROM listings
+		err := Get(ctx, tx, &l, `SELECT owner_id, price_per_day, currency, active, title, timezone FROM listings
 			WHERE id = ? AND deleted_at IS NULL`+lock, nb.ListingID)
 		if portal.ErrorCode(err) == portal.ENOTFOUND {
 			return portal.WrapError(portal.ENOTFOUND, err, "listing not found")
@@ -77,7 +84,17 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 		if nb.Source.ActorID != "" {
 			h.ActorID = &nb.Source.ActorID
 		}
-		return writeNewBooking(ctx, tx, db.Engine, b, &h, nb.Outbox)
+		ev := newBookingEvent(b, listing{Title: l.Title, TimeZone: l.TimeZone})
+		notes, err := NotifyMessages(ev)
+		if err != nil {
+			return err
+		}
+		b.Outbox = make([]tasks.Message, 0, len(nb.Outbox)+len(notes))
+		for _, m := range nb.Outbox {
+			b.Outbox = append(b.Outbox, tasks.Message(m))
+		}
+		b.Outbox = append(b.Outbox, notes...)
+		return writeNewBooking(ctx, tx, db.Engine, b, &h, ev)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -88,8 +105,9 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 // CancelBooking cancels a booking in one transaction. A pending_payment
 // booking just becomes cancelled. A confirmed (paid) one becomes cancelled,
 // gets refund_requested_at, and the refund message is written to the outbox
-// in the same transaction; refunding reports whether that happened, so the
-// caller publishes it. Errors: ENOTFOUND, ECONFLICT (the booking's state
+// in the same transaction; refunding reports whether that happened. The
+// booking.cancelled event is recorded too; the returned booking's Outbox
+// holds every message written (notify tasks, the refund), to publish. Errors: ENOTFOUND, ECONFLICT (the booking's state
 // does not allow cancelling, or it changed concurrently).
 func CancelBooking(ctx context.Context, db *DB, id string, src Source, refund OutboxMessage) (b *Booking, refunding bool, err error) {
 	err = db.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -114,6 +132,7 @@ func CancelBooking(ctx context.Context, db *DB, id string, src Source, refund Ou
 		}
 		b.RefundRequestedAt = &now
 		refunding = true
+		b.Outbox = append(b.Outbox, tasks.Message(refund))
 		return AddOutbox(ctx, tx, refund)
 	})
 	return b, refunding, err
@@ -134,17 +153,23 @@ const (
 	actor_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// writeNewBooking inserts a new booking, its first history row and its
-// outbox messages. On PostgreSQL, with one message (the API's case), the
-// three inserts are one statement of data-modifying CTEs: two round trips
-// fewer on the API's busiest write. Constraint errors are the same either way.
-func writeNewBooking(ctx context.Context, q Queryer, engine Engine, b *Booking, h *HistoryEntry, outbox []OutboxMessage) error {
+// writeNewBooking inserts a new booking, its first history row, its
+// domain event and its outbox messages (b.Outbox). On PostgreSQL the four
+// inserts are one statement of data-modifying CTEs: three round trips fewer
+// on the API's busiest write. Constraint errors are the same either way.
+func writeNewBooking(ctx context.Context, q Queryer, engine Engine, b *Booking, h *HistoryEntry, ev event.Event) error {
 	bArgs := []any{b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
 		b.TotalAmount, b.Currency, b.ExpiresAt, b.CreatedAt, b.UpdatedAt}
 	hArgs := []any{h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
-	if engine == Postgres && len(outbox) == 1 {
-		args := append(append(bArgs, hArgs...), outboxArgs(outbox[0], b.CreatedAt)...)
-		_, err := Exec(ctx, q, `WITH b AS (`+insertBookingSQL+`), h AS (`+insertHistorySQL+`) `+insertOutboxSQL, args...)
+	eArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	outbox := toOutbox(b.Outbox)
+	if engine == Postgres && len(outbox) > 0 {
+		outSQL, outArgs := insertOutboxRows(outbox, b.CreatedAt)
+		args := append(append(append(bArgs, hArgs...), eArgs...), outArgs...)
+		_, err := Exec(ctx, q, `WITH b AS (`+insertBookingSQL+`), h AS (`+insertHistorySQL+`), e AS (`+insertEventSQL+`) `+outSQL, args...)
 		if err != nil {
 			return fmt.Errorf("insert booking: %w", err)
 		}
@@ -155,6 +180,9 @@ func writeNewBooking(ctx context.Context, q Queryer, engine Engine, b *Booking, 
 	}
 	if _, err := Exec(ctx, q, insertHistorySQL, hArgs...); err != nil {
 		return fmt.Errorf("booking %s history: %w", b.ID, err)
+	}
+	if _, err := Exec(ctx, q, insertEventSQL, eArgs...); err != nil {
+		return fmt.Errorf("booking %s event: %w", b.ID, err)
 	}
 	return AddOutbox(ctx, q, outbox...)
 }

@@ -27,8 +27,8 @@ func AddOutbox(ctx context.Context, q Queryer, msgs ...OutboxMessage) error {
 	return nil
 }
 
-// insertOutboxSQL writes one outbox message (outboxArgs); a statement of its
-// own, or the last part of a larger one (CreateBooking on PostgreSQL).
+// insertOutboxSQL writes one outbox message (outboxArgs); insertOutboxRows
+// (events.go) writes several in one statement.
 const insertOutboxSQL = `INSERT INTO outbox (id, task_type, payload, process_at, created_at)
 	VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 

@@ -67,7 +67,7 @@ var specs = map[string]Spec{
 	TypeBookingsTick:       {TypeBookingsTick, QueueDefault, 3, 2 * time.Minute, 24 * time.Hour},
 	TypeMaintenanceSweep:   {TypeMaintenanceSweep, QueueLow, 3, 2 * time.Minute, 24 * time.Hour},
 	TypeMaintenanceCleanup: {TypeMaintenanceCleanup, QueueLow, 3, 10 * time.Minute, 24 * time.Hour},
-	TypeNotifyEmail:        {TypeNotifyEmail, QueueDefault, 20, time.Minute, time.Hour},
+	TypeNotifyEmail:        {TypeNotifyEmail, QueueDefault, 60, time.Minute, time.Hour}, // 60 short retries (worker.retryDelay): over 4h of SMTP outage
 	TypeNotifyInApp:        {TypeNotifyInApp, QueueDefault, 10, 30 * time.Second, time.Hour},
 }
 

@@ -55,10 +55,17 @@ func (w *Worker) expireBooking(ctx context.Context, t *asynq.Task) error {
 // transition applies one event to one booking in its own transaction. moved
 // is false, with no error, when the booking was no longer in a state the
 // event applies to (it moved on: the work is done or moot).
+// The transition's outbox messages (its domain event's notify tasks) are
+// published after commit.
 func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source) (moved bool, err error) {
+	var msgs []tasks.Message
 	err = w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
-		_, err := store.ApplyBookingEvent(ctx, tx, id, ev, src)
-		return err
+		b, err := store.ApplyBookingEvent(ctx, tx, id, ev, src)
+		if err != nil {
+			return err
+		}
+		msgs = b.Outbox
+		return nil
 	})
 	var ill *booking.IllegalTransition
 	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) {
@@ -66,6 +73,9 @@ func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, sr
 	}
 	if err != nil {
 		return false, fmt.Errorf("booking %s %s: %w", id, ev, err)
+	}
+	if len(msgs) > 0 {
+		w.deps.Relay.Publish(ctx, msgs...)
 	}
 	return true, nil
 }

@@ -288,8 +288,14 @@ func TestSweeperEnqueuesOverdueExpiries(t *testing.T) {
 			}
 		}
 		pending, err := f.inspector.ListPendingTasks("default")
-		if err != nil || len(pending) != 1 || pending[0].ID != "booking:expire:"+b.ID {
-			t.Fatalf("pending tasks = %v, %v; want the one expiry", pending, err)
+		var expiries []string
+		for _, ti := range pending {
+			if ti.Type == tasks.TypeBookingExpire {
+				expiries = append(expiries, ti.ID)
+			}
+		}
+		if err != nil || len(expiries) != 1 || expiries[0] != "booking:expire:"+b.ID {
+			t.Fatalf("pending expiries = %v, %v; want the one expiry", expiries, err)
 		}
 		f.startWorker(t)
 		waitFor(t, 10*time.Second, func() bool { return f.status(t, b.ID) == booking.Expired })

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/blob"
+	domainevent "github.com/rentalportal/portal/event"
 	"github.com/rentalportal/portal/imaging"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
@@ -132,9 +133,18 @@ func (w *Worker) thumbnail(ctx context.Context, t *asynq.Task) error {
 	if res.Info.Orientation >= 5 {
 		width, height = height, width
 	}
-	err = db.InTx(ctx, func(tx *sqlx.Tx) error { return store.FinishUpload(ctx, tx, u.ID, width, height, variants) })
+	var msgs []tasks.Message
+	err = db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if err := store.FinishUpload(ctx, tx, u.ID, width, height, variants); err != nil {
+			return err
+		}
+		var err error
+		msgs, err = store.RecordUploadEvent(ctx, tx, domainevent.UploadReady, store.UploadFacts{ID: u.ID, OwnerID: u.OwnerID, Kind: u.Kind})
+		return err
+	})
 	switch portal.ErrorCode(err) {
 	case "":
+		w.deps.Relay.Publish(ctx, msgs...)
 		w.log.InfoContext(ctx, "upload variants ready", "upload_id", u.ID, "width", width, "height", height)
 		return nil
 	case portal.ENOTFOUND:
@@ -214,7 +224,7 @@ func (w *Worker) storeVariants(ctx context.Context, u *store.Upload, res *imagin
 // failUpload records a permanent failure; the task then ends without error,
 // so a corrupt image costs one attempt, not a retry storm.
 func (w *Worker) failUpload(ctx context.Context, id, reason string) error {
-	err := store.FailUpload(ctx, w.deps.DB, id, reason)
+	err := w.failUploadNotify(ctx, id, reason)
 	if err != nil && portal.ErrorCode(err) != portal.ENOTFOUND && portal.ErrorCode(err) != portal.ECONFLICT {
 		return err
 	}
@@ -228,9 +238,31 @@ func (w *Worker) retryOrFail(ctx context.Context, id string, err error) error {
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
 	if ok1 && ok2 && retried >= maxRetry {
-		if ferr := store.FailUpload(context.WithoutCancel(ctx), w.deps.DB, id, "storage was unavailable; upload the image again"); ferr != nil {
+		if ferr := w.failUploadNotify(context.WithoutCancel(ctx), id, "storage was unavailable; upload the image again"); ferr != nil {
 			w.log.WarnContext(ctx, "could not fail upload after its last attempt", "upload_id", id, "err", ferr)
 		}
+	}
+	return err
+}
+
+// failUploadNotify marks an upload failed and, in the same transaction,
+// records upload.failed so its owner is told.
+func (w *Worker) failUploadNotify(ctx context.Context, id, reason string) error {
+	var msgs []tasks.Message
+	err := w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
+		if err := store.FailUpload(ctx, tx, id, reason); err != nil {
+			return err
+		}
+		u, err := store.GetUpload(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		msgs, err = store.RecordUploadEvent(ctx, tx, domainevent.UploadFailed,
+			store.UploadFacts{ID: u.ID, OwnerID: u.OwnerID, Kind: u.Kind, Reason: reason})
+		return err
+	})
+	if err == nil {
+		w.deps.Relay.Publish(ctx, msgs...)
 	}
 	return err
 }

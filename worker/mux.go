@@ -25,8 +25,8 @@ func (w *Worker) Mux() *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeBookingsTick, w.bookingsTick)
 	mux.HandleFunc(tasks.TypeMaintenanceSweep, w.sweep)
 	mux.HandleFunc(tasks.TypeMaintenanceCleanup, w.cleanup)
-	mux.HandleFunc(tasks.TypeNotifyEmail, notYet)
-	mux.HandleFunc(tasks.TypeNotifyInApp, notYet)
+	mux.HandleFunc(tasks.TypeNotifyEmail, w.notifyEmail)
+	mux.HandleFunc(tasks.TypeNotifyInApp, w.notifyInApp)
 	return mux
 }
 

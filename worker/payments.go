@@ -135,7 +135,9 @@ func (w *Worker) recordRefund(ctx context.Context, paymentID string, r payments.
 
 // confirmRefund records a confirmed full refund and refunds the booking.
 func (w *Worker) confirmRefund(ctx context.Context, bookingID string, r *payments.Refund, src store.Source) error {
-	return w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
+	var msgs []tasks.Message
+	err := w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
+		msgs = nil
 		b, err := store.LockBooking(ctx, tx, w.deps.DB.Engine, bookingID)
 		if err != nil {
 			return err
@@ -160,9 +162,17 @@ func (w *Worker) confirmRefund(ctx context.Context, bookingID string, r *payment
 		if _, err := booking.Next(b.Status, booking.RefundSucceeded, ""); err != nil {
 			return nil
 		}
-		_, err = store.ApplyBookingEvent(ctx, tx, b.ID, booking.RefundSucceeded, src)
-		return err
+		nb, err := store.ApplyBookingEvent(ctx, tx, b.ID, booking.RefundSucceeded, src)
+		if err != nil {
+			return err
+		}
+		msgs = nb.Outbox
+		return nil
 	})
+	if err == nil && len(msgs) > 0 {
+		w.deps.Relay.Publish(ctx, msgs...)
+	}
+	return err
 }
 
 // reconcileSynthPrefix starts the ID of an event reconciliation derives

@@ -339,6 +339,18 @@ func (a *applier) paymentStatus(ctx context.Context, b *store.Booking, p *store.
 		return outcome, detail, nil
 	}
 	if status != p.Status {
+		if status == store.PaymentFailed {
+			// The renter is told (the payment may be retried).
+			reason := a.obj.FailureCode                // charge.failed
+			if e := a.obj.LastPaymentError; e != nil { // payment_intent.payment_failed
+				reason = e.Code
+			}
+			msgs, err := store.RecordPaymentFailed(ctx, a.tx, b, "stripe:"+a.ev.ID, reason)
+			if err != nil {
+				return "", "", err
+			}
+			a.msgs = append(a.msgs, msgs...)
+		}
 		p.Status = status
 		a.changed = true
 	}
@@ -408,6 +420,7 @@ func (a *applier) move(ctx context.Context, b *store.Booking, ev booking.Event) 
 	if err != nil {
 		return err
 	}
+	a.msgs = append(a.msgs, nb.Outbox...) // the transition's notify tasks
 	*b = *nb
 	a.changed = true
 	return nil

@@ -179,12 +179,22 @@ func (a *applier) payout(ctx context.Context) (string, string, error) {
 		if p.Status != o.Status {
 			a.changed = true
 		}
+		failedNow := o.Status == "failed" && p.Status != "failed"
 		p.Amount, p.Currency, p.Status, p.FailureCode = o.Amount, o.Currency, o.Status, o.FailureCode
 		if o.ArrivalDate > 0 {
 			at := time.Unix(o.ArrivalDate, 0).UTC()
 			p.ArrivalDate = &at
 		}
 		a.stamp(&p.LastEventAt)
+		if failedNow && p.OwnerID != nil {
+			// The owner (and the operators) are told their money did not arrive.
+			msgs, err := store.RecordPayoutFailed(ctx, a.tx, "stripe:"+a.ev.ID, store.PayoutFacts{ID: p.ID, OwnerID: *p.OwnerID,
+				StripeAccountID: account, Amount: p.Amount, Currency: p.Currency, FailureCode: p.FailureCode, ArrivalDate: p.ArrivalDate})
+			if err != nil {
+				return "", "", err
+			}
+			a.msgs = append(a.msgs, msgs...)
+		}
 	}
 	if err := store.SavePayout(ctx, a.tx, p); err != nil {
 		return "", "", err
@@ -268,9 +278,16 @@ func (a *applier) account(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
+	if changed && (!o.ChargesEnabled || !o.PayoutsEnabled) {
+		// The owner (and the operators) are told the account is restricted.
+		msgs, err := store.RecordAccountRestricted(ctx, a.tx, "stripe:"+a.ev.ID, owner, o.ID, o.ChargesEnabled, o.PayoutsEnabled)
+		if err != nil {
+			return "", "", err
+		}
+		a.msgs = append(a.msgs, msgs...)
+	}
 	// Applied even when unchanged: it is the newest word on the account, and
 	// older events must now compare against it.
-	_ = changed
 	return store.OutcomeApplied, "", nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rentalportal/portal/imaging"
+	"github.com/rentalportal/portal/notify"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
@@ -32,6 +33,12 @@ type Config struct {
 	OutboxGrace time.Duration
 	// Images tunes the thumbnail worker and its queue.
 	Images ImageConfig
+	// OperatorEmails receive the operator-facing events (notify.go).
+	OperatorEmails []string
+	// NotifyRetryBase and NotifyRetryMax shape the retry backoff of notify
+	// tasks (0: 1s and 5m).
+	NotifyRetryBase time.Duration
+	NotifyRetryMax  time.Duration
 }
 
 // Publisher relays committed outbox messages to the queue.
@@ -52,6 +59,9 @@ type Deps struct {
 	Observer Observer
 	// Blobs holds uploads and their variants.
 	Blobs BlobStore
+	// Mailer sends notify:email messages; Notify renders them.
+	Mailer Mailer
+	Notify *notify.Renderer
 }
 
 // Observer is told about each processed task.
@@ -73,6 +83,10 @@ func New(cfg Config, deps Deps) *Worker {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
+	if deps.Notify == nil {
+		// Links to a local API: for tests and tools that do not configure it.
+		deps.Notify, _ = notify.New("http://localhost:8080")
+	}
 	cfg.Images.defaults()
 	return &Worker{cfg: cfg, deps: deps, log: deps.Log, images: imaging.NewLimiter(cfg.Images.MemoryBudget)}
 }
@@ -90,6 +104,7 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 		Logger:                   asynqLogger{w.log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.taskFailed),
+		RetryDelayFunc:           w.retryDelay,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv := asynq.NewServerFromRedisClient(redis, base)

@@ -149,6 +149,15 @@ type Config struct {
 	LoginFailureLimit    ratelimit.Threshold `env:"LOGIN_FAILURE_LIMIT" envDefault:"10/15m"`
 	LoginAccountThrottle ratelimit.Limit     `env:"LOGIN_ACCOUNT_THROTTLE" envDefault:"1/10s"`
 	AuthFailureBurst     ratelimit.Threshold `env:"SECURITY_AUTH_FAILURE_BURST" envDefault:"20/m"`
+	// Mail: the SMTP server (empty → .eml files under DATA_DIR/mail), the
+	// sender, the addresses told of operator-facing events (disputes,
+	// failed payouts, restricted accounts), and the retry backoff of
+	// notify tasks (base·2ⁿ with jitter, capped).
+	SMTPURL         string        `env:"SMTP_URL" secret:"url" validate:"omitempty,smtpurl"`
+	MailFrom        string        `env:"MAIL_FROM" envDefault:"Rental Portal <no-reply@localhost>" validate:"mailaddress"`
+	OperatorEmails  []string      `env:"OPERATOR_NOTIFY_EMAILS" validate:"dive,email"`
+	NotifyRetryBase time.Duration `env:"NOTIFY_RETRY_BASE" envDefault:"1s" validate:"min=10ms,max=1m"`
+	NotifyRetryMax  time.Duration `env:"NOTIFY_RETRY_MAX" envDefault:"5m" validate:"min=1s,max=24h"`
 
 	// Cron overrides of the scheduler entries (worker/schedule.go), keyed
 	// by the entry's Env name.
@@ -194,6 +203,9 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	}
 	for i, s := range cfg.StripeWebhookSecret {
 		cfg.StripeWebhookSecret[i] = strings.TrimSpace(s)
+	}
+	for i, s := range cfg.OperatorEmails {
+		cfg.OperatorEmails[i] = strings.ToLower(strings.TrimSpace(s))
 	}
 	if cfg.LogFormat == "" {
 		cfg.LogFormat = "text"
@@ -251,6 +263,7 @@ func validateConfig(cfg *Config) error {
 		_, err := asynq.ParseRedisURI(fl.Field().String())
 		return err == nil
 	})
+	registerMailRules(v)
 	var msgs []string
 	if err := v.Struct(cfg); err != nil {
 		var ve validator.ValidationErrors
@@ -288,6 +301,7 @@ func validateConfig(cfg *Config) error {
 	if cfg.openAPIServers, err = api.ParseServers(cfg.OpenAPIServersSpec); err != nil {
 		msgs = append(msgs, "OPENAPI_SERVERS: "+err.Error())
 	}
+	msgs = append(msgs, mailRules(cfg)...)
 	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
 		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")
 	}
@@ -316,6 +330,12 @@ func describeRule(fe validator.FieldError) string {
 		return "must be a listen address host:port (e.g. :8080 or 127.0.0.1:8080)"
 	case "required":
 		return "is required"
+	case "email":
+		return fmt.Sprintf("must be an email address, got %q", fe.Value())
+	case "smtpurl":
+		return "must be an SMTP URL: smtp://[user:pass@]host[:port][?starttls=required|opportunistic|none] or smtps://..."
+	case "mailaddress":
+		return fmt.Sprintf("must be an email address, optionally with a name (Name <addr@example.com>), got %q", fe.Value())
 	}
 	return fmt.Sprintf("fails rule %q", fe.Tag())
 }

@@ -190,11 +190,18 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
+		mailer, renderer, err := newMailer(cfg, log)
+		if err != nil {
+			return err
+		}
 		w := worker.New(worker.Config{
 			Concurrency:       cfg.WorkerConcurrency,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
+			OperatorEmails:    cfg.OperatorEmails,
+			NotifyRetryBase:   cfg.NotifyRetryBase,
+			NotifyRetryMax:    cfg.NotifyRetryMax,
 			Images: worker.ImageConfig{
 				MaxPixels:    cfg.ImageMaxPixels,
 				Quality:      cfg.ImageJPEGQuality,
@@ -203,7 +210,8 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 				PendingTTL:   cfg.UploadPendingTTL,
 				StuckAfter:   cfg.UploadStuckAfter,
 			},
-		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs, Observer: reg})
+		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs, Observer: reg,
+			Mailer: mailer, Notify: renderer})
 		g.Go(func() error { return w.Run(gctx, p.redis) })
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
@@ -478,6 +486,9 @@ func printBanner(w io.Writer, cfg *Config, role string, links []string, took tim
 		fmt.Fprintf(&b, "  Blobs:      EMBEDDED local folder %s (set S3_BUCKET for S3)\n", filepath.Join(cfg.DataDir, "blobs"))
 	} else {
 		fmt.Fprintf(&b, "  Blobs:      S3 bucket %s\n", cfg.S3Bucket)
+	}
+	if role == roleAll || role == roleWorker {
+		fmt.Fprintf(&b, "  Mail:       %s\n", mailBanner(cfg))
 	}
 	fmt.Fprintf(&b, "Ready in %dms. Stop with Ctrl-C.\n\n", took.Milliseconds())
 	_, _ = io.WriteString(w, b.String())
