@@ -68,15 +68,23 @@ type Config struct {
 	BlockAfter Threshold
 	// Prefix starts every key (default "rl:").
 	Prefix string
+	// Pipelines is how many pipelines of Allow calls may be in flight at
+	// once (default 1). A call that finds one free is sent at once; the
+	// calls that arrive while all are busy are sent together in the next.
+	Pipelines int
 }
 
 // Limiter decides whether a subject may make a request now. Every replica
 // sharing the Redis shares the counts.
 type Limiter struct {
-	rdb  redis.UniversalClient
-	gcra *redis_rate.Limiter // for calls without a block check
-	cfg  Config
-	now  func() time.Time
+	rdb   redis.UniversalClient
+	gcra  *redis_rate.Limiter // for calls without a block check
+	batch *batcher            // for Allow
+	// scripted are the on policies as Allow's script needs them.
+	scripted    map[string]*scriptedPolicy
+	blockPrefix string // blockKey but for the subject
+	cfg         Config
+	now         func() time.Time
 }
 
 // New returns a limiter on rdb.
@@ -87,7 +95,15 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	if cfg.BlockFor <= 0 {
 		cfg.BlockFor = 15 * time.Minute
 	}
-	return &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), cfg: cfg, now: time.Now}
+	l := &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), batch: newBatcher(rdb, cfg.Pipelines),
+		scripted: map[string]*scriptedPolicy{}, cfg: cfg, now: time.Now}
+	l.blockPrefix = l.blockKey("")
+	for name, lim := range cfg.Policies {
+		if !lim.Off() {
+			l.scripted[name] = &scriptedPolicy{bucketPrefix: "rate:" + l.bucket(name, ""), args: newBucketArgs(lim)}
+		}
+	}
+	return l
 }
 
 // Policy returns the limit of a policy.
@@ -135,29 +151,37 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		d.blocked(b, lim, l.now())
 		return d, nil
 	}
-	// One round trip: the block check rides in the pipeline of the GCRA
-	// script. A blocked subject's bucket is spent too, which changes
-	// nothing while the block lasts (far longer than a bucket takes to fill).
-	probe := &blockProbe{UniversalClient: l.rdb, key: l.blockKey(subject)}
-	res, err := redis_rate.NewLimiter(probe).Allow(ctx, l.bucket(policy, subject), toRate(lim))
-	if probe.block != nil {
-		b, berr := l.readBlock(probe.block)
-		if berr != nil {
-			return d, berr
+	// One script answers both questions, block and bucket, in one round
+	// trip, shared with the calls of concurrent requests.
+	c := newScriptCall(l.scripted[policy], l.blockPrefix, subject)
+	if err := l.batch.do(ctx, c); err != nil {
+		return d, fmt.Errorf("rate limit %s: %w", policy, err)
+	}
+	if c.err != nil {
+		return d, fmt.Errorf("rate limit %s: %w", policy, c.err)
+	}
+	if c.blocked != "" {
+		b, err := l.parseBlock([]byte(c.blocked))
+		if err != nil {
+			return d, err
 		}
 		if b != nil {
 			d.blocked(b, lim, l.now())
 			return d, nil
 		}
+		// The block has ended by this host's clock, not yet by Redis's:
+		// count the request without the block check.
+		res, err := l.gcra.Allow(ctx, l.bucket(policy, subject), toRate(lim))
+		if err != nil {
+			return d, fmt.Errorf("rate limit %s: %w", policy, err)
+		}
+		c.allowed, c.remaining, c.retryAfter, c.resetAfter = res.Allowed > 0, res.Remaining, res.RetryAfter, res.ResetAfter
 	}
-	if err != nil {
-		return d, fmt.Errorf("rate limit %s: %w", policy, err)
-	}
-	d.Allowed, d.Limit, d.Remaining, d.ResetAfter = res.Allowed > 0, lim.Burst, res.Remaining, res.ResetAfter
+	d.Allowed, d.Limit, d.Remaining, d.ResetAfter = c.allowed, lim.Burst, c.remaining, c.resetAfter
 	if d.Allowed {
 		return d, nil
 	}
-	d.RetryAfter = res.RetryAfter
+	d.RetryAfter = c.retryAfter
 	// Refusals are counted even when they never block: the count tells
 	// the caller which refusal is the first of a burst (worth a log line).
 	window := l.cfg.BlockAfter.Window
@@ -179,43 +203,21 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 	return d, nil
 }
 
+// BatchStats counts the round trips of Allow so far and the calls they
+// carried (their ratio is the mean batch).
+type BatchStats struct{ RoundTrips, Calls int64 }
+
+// BatchStats returns how Allow's calls have shared round trips.
+func (l *Limiter) BatchStats() BatchStats {
+	return BatchStats{RoundTrips: l.batch.pipelines.Load(), Calls: l.batch.calls.Load()}
+}
+
 func (d *Decision) blocked(b *Block, lim Limit, now time.Time) {
 	if b == nil {
 		return
 	}
 	left := b.Until.Sub(now)
 	d.Block, d.Limit, d.RetryAfter, d.ResetAfter = b, lim.Burst, left, left
-}
-
-// blockProbe is the Redis client as redis_rate sees it, except that each
-// script call is sent in a pipeline behind a GET of the subject's block
-// key: the limiter asks both questions in one round trip, which is most of
-// its cost, while the GCRA stays the library's.
-type blockProbe struct {
-	redis.UniversalClient
-	key   string
-	block *redis.StringCmd
-}
-
-// EvalSha implements redis_rate's client interface.
-func (p *blockProbe) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return p.withBlock(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.EvalSha(ctx, sha1, keys, args...) })
-}
-
-// Eval implements redis_rate's client interface (after NOSCRIPT).
-func (p *blockProbe) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return p.withBlock(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.Eval(ctx, script, keys, args...) })
-}
-
-func (p *blockProbe) withBlock(ctx context.Context, f func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
-	var cmd *redis.Cmd
-	// Each command keeps its own result or error.
-	_, _ = p.UniversalClient.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		p.block = pipe.Get(ctx, p.key)
-		cmd = f(pipe)
-		return nil
-	})
-	return cmd
 }
 
 // Usage is the state of one of a subject's buckets.
