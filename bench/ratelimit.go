@@ -24,10 +24,14 @@ import (
 // identical but for RATE_LIMIT_ENABLED, on one PostgreSQL schema and one
 // Redis; a closed-loop load of `clients` concurrent keep-alive clients for
 // a fixed time against GET /api/v1/users/me (JWT verification, the limiter
-// when on, one SELECT of the user) with a valid token. The user limit is
-// high enough never to refuse: the figure is the cost of asking. The arms
-// alternate (off, on, off, on, ...) so drift of the shared machine hits
-// both; CPU is read per arm from the API process (/proc), from Redis (INFO)
+// when on, one SELECT of the user) with valid tokens. The user limit is
+// high enough never to refuse: the figure is the cost of asking. With the
+// limiter on, two loads: every client with its own user (requests of
+// different subjects: one script run each), and all clients with one user
+// (concurrent requests of one subject, which the limiter counts in one
+// script run per round trip: the heavy hitter a limiter is for). The arms
+// alternate (off, on, on, off, ...) so drift of the shared machine hits
+// all; CPU is read per arm from the API process (/proc), from Redis (INFO)
 // and from this process (the load generator).
 func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 	opt, err := asynq.ParseRedisURI(env.RedisURL)
@@ -46,7 +50,8 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 	common := map[string]string{"DATABASE_URL": schemaURL(env.PGURL, schema), "REDIS_URL": env.RedisURL,
 		"JWT_SECRET": strings.Repeat("b", 32), "BCRYPT_COST": "4", "RATE_LIMIT_USER": "1000000/s",
 		"DATA_DIR": filepath.Join(env.Tmp, "ratelimit")}
-	var arms [2]*apiArm
+	var bases [2]string
+	var procs [2]*proc
 	for i, enabled := range []string{"false", "true"} {
 		e := map[string]string{"RATE_LIMIT_ENABLED": enabled, "HTTP_ADDR": freeAddr()}
 		for k, v := range common {
@@ -58,26 +63,30 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 			return nil, err
 		}
 		defer p.stop()
-		base := "http://" + e["HTTP_ADDR"]
-		if _, err := waitHTTP(ctx, base+"/health/readiness", 20*time.Second); err != nil {
+		bases[i], procs[i] = "http://"+e["HTTP_ADDR"], p
+		if _, err := waitHTTP(ctx, bases[i]+"/health/readiness", 20*time.Second); err != nil {
 			return nil, err
 		}
-		arms[i] = &apiArm{base: base, proc: p}
 	}
-	off, on := arms[0], arms[1]
-	token, err := registerUser(ctx, off.base)
-	if err != nil {
-		return nil, err
-	}
-
 	clients, dur, rounds := 16, 5*time.Second, 3
 	if env.Quick {
 		dur, rounds = 2*time.Second, 1
 	}
-	// Warm both (connections, the Lua script cached in Redis, the JIT of
-	// PostgreSQL's plan cache).
+	// Registered where nothing limits registering.
+	tokens := make([]string, clients)
+	for i := range tokens {
+		if tokens[i], err = registerUser(ctx, bases[0]); err != nil {
+			return nil, err
+		}
+	}
+	off := &apiArm{base: bases[0], proc: procs[0], tokens: tokens}
+	users := &apiArm{base: bases[1], proc: procs[1], tokens: tokens}
+	one := &apiArm{base: bases[1], proc: procs[1], tokens: tokens[:1]}
+	arms := []*apiArm{off, users, one}
+	// Warm up (connections, the Lua script cached in Redis, PostgreSQL's
+	// plan cache).
 	for _, a := range arms {
-		if _, err := closedLoop(ctx, a.base, token, clients, 500*time.Millisecond); err != nil {
+		if _, err := closedLoop(ctx, a.base, a.tokens, clients, 500*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -85,7 +94,7 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 		for _, a := range arms {
 			c0, rcpu0, _ := redisStats(ctx, rdb)
 			cpu0, gen0 := a.proc.cpu(), processCPU()
-			r, err := closedLoop(ctx, a.base, token, clients, dur)
+			r, err := closedLoop(ctx, a.base, a.tokens, clients, dur)
 			if err != nil {
 				return nil, err
 			}
@@ -95,39 +104,46 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 			a.res.add(r)
 		}
 	}
-	rpsOff, rpsOn := off.res.rps(), on.res.rps()
-	p99Off, p99On := percentile(off.res.lat, 0.99), percentile(on.res.lat, 0.99)
-	p50Off, p50On := percentile(off.res.lat, 0.5), percentile(on.res.lat, 0.5)
-	added := p99On - p99Off
-	note := fmt.Sprintf("%d clients, %s × %d", clients, dur, rounds)
-	o, f := &on.res, &off.res
-	return []Row{
-		{Metric: "GET /users/me req/s, limiter on (" + note + ")", Value: fmt.Sprintf("%.0f/s", rpsOn),
-			Baseline: fmt.Sprintf("limiter off %.0f/s", rpsOff), Ratio: ratio(rpsOn, rpsOff),
-			Target: "≥ 0.85×", Verdict: verdict(rpsOn >= 0.85*rpsOff)},
-		{Metric: "GET /users/me p99, limiter on", Value: msPrecise(p99On), Baseline: "limiter off " + msPrecise(p99Off),
-			Ratio:  ratio(float64(p99On), float64(p99Off)) + fmt.Sprintf(" (%+.2f ms)", float64(added.Microseconds())/1000),
-			Target: "≤ +1 ms", Verdict: verdict(added <= time.Millisecond)},
-		{Metric: "GET /users/me p50, limiter on", Value: msPrecise(p50On), Baseline: "limiter off " + msPrecise(p50Off),
-			Ratio: ratio(float64(p50On), float64(p50Off))},
-		{Metric: "CPU per request: API process", Value: us(o.cpu, o.n),
-			Baseline: "limiter off " + us(f.cpu, f.n), Ratio: ratio(perReq(o.cpu, o.n), perReq(f.cpu, f.n))},
-		{Metric: "CPU per request: Redis (all its clients)", Value: us(o.redisCPU, o.n) + fmt.Sprintf(", %.1f cmds", float64(o.redisCmds)/float64(max(o.n, 1))),
-			Baseline: "limiter off " + us(f.redisCPU, f.n)},
-		{Metric: "CPU per request: load generator (this process)", Value: us(o.genCPU, o.n), Baseline: "limiter off " + us(f.genCPU, f.n)},
-		{Metric: "errors (non-200 answers)", Value: fmt.Sprint(o.errors), Baseline: fmt.Sprint(f.errors)},
-	}, nil
+	f := &off.res
+	rows := []Row{{Metric: fmt.Sprintf("GET /users/me, limiter off (%d clients, %s × %d)", clients, dur, rounds),
+		Value: fmt.Sprintf("%.0f/s", f.rps()), Baseline: "-"}}
+	for _, arm := range []struct {
+		name string
+		a    *apiArm
+	}{{fmt.Sprintf("%d users", clients), users}, {"one user", one}} {
+		o := &arm.a.res
+		p99Off, p99On := percentile(f.lat, 0.99), percentile(o.lat, 0.99)
+		added := p99On - p99Off
+		rows = append(rows,
+			Row{Metric: "limiter on, " + arm.name + ": req/s", Value: fmt.Sprintf("%.0f/s", o.rps()),
+				Baseline: fmt.Sprintf("limiter off %.0f/s", f.rps()), Ratio: ratio(o.rps(), f.rps()),
+				Target: "≥ 0.85×", Verdict: verdict(o.rps() >= 0.85*f.rps())},
+			Row{Metric: "  p99", Value: msPrecise(p99On), Baseline: "limiter off " + msPrecise(p99Off),
+				Ratio:  ratio(float64(p99On), float64(p99Off)) + fmt.Sprintf(" (%+.2f ms)", float64(added.Microseconds())/1000),
+				Target: "≤ +1 ms", Verdict: verdict(added <= time.Millisecond)},
+			Row{Metric: "  p50", Value: msPrecise(percentile(o.lat, 0.5)), Baseline: "limiter off " + msPrecise(percentile(f.lat, 0.5)),
+				Ratio: ratio(float64(percentile(o.lat, 0.5)), float64(percentile(f.lat, 0.5)))},
+			Row{Metric: "  CPU per request: API process", Value: us(o.cpu, o.n),
+				Baseline: "limiter off " + us(f.cpu, f.n), Ratio: ratio(perReq(o.cpu, o.n), perReq(f.cpu, f.n))},
+			Row{Metric: "  CPU per request: Redis (all its clients)", Value: us(o.redisCPU, o.n) + fmt.Sprintf(", %.1f cmds", float64(o.redisCmds)/float64(max(o.n, 1))),
+				Baseline: "limiter off " + us(f.redisCPU, f.n)},
+			Row{Metric: "  CPU per request: load generator (this process)", Value: us(o.genCPU, o.n), Baseline: "limiter off " + us(f.genCPU, f.n)},
+			Row{Metric: "  errors (non-200 answers)", Value: fmt.Sprint(o.errors), Baseline: fmt.Sprint(f.errors)})
+	}
+	return rows, nil
 }
 
-// apiArm is one API process of the comparison and what it measured.
+// apiArm is one load of the comparison, the API process serving it, and
+// what it measured.
 type apiArm struct {
-	base string
-	proc *proc
-	res  loadResult
+	base   string
+	proc   *proc
+	tokens []string // client i sends tokens[i % len]
+	res    loadResult
 }
 
-// registerUser creates the bench's user through the API and returns its
-// access token.
+// registerUser creates a user through the API and returns its access
+// token.
 func registerUser(ctx context.Context, base string) (string, error) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -214,8 +230,9 @@ func (r *loadResult) rps() float64 {
 }
 
 // closedLoop runs clients that each send the next request when the last
-// one is answered, for dur; it returns every latency and the count.
-func closedLoop(ctx context.Context, base, token string, clients int, dur time.Duration) (loadResult, error) {
+// one is answered, for dur, client i with tokens[i % len]; it returns every
+// latency and the count.
+func closedLoop(ctx context.Context, base string, tokens []string, clients int, dur time.Duration) (loadResult, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
@@ -227,13 +244,14 @@ func closedLoop(ctx context.Context, base, token string, clients int, dur time.D
 	var wg sync.WaitGroup
 	for i := 0; i < clients; i++ {
 		wg.Add(1)
+		auth := "Bearer " + tokens[i%len(tokens)]
 		go func() {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 4096)
 			n, bad := 0, 0
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/users/me", nil)
-				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Authorization", auth)
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {

@@ -15,13 +15,15 @@ const maxBatch = 256
 // a call that finds fewer than max round trips in flight is sent at once,
 // on its caller's goroutine (no hand-off, no added wait when idle); calls
 // that arrive while max are in flight queue, and when a round trip ends,
-// everything queued goes in the next one, sent by the goroutine of one of
-// its own callers (woken to send instead of to read an answer: no extra
-// goroutine, no extra wake-up). Each call is still its own script run,
-// atomic in Redis: batching changes how requests travel, not what they
-// count. What it saves is the round trip per request — a write and a read
-// system call on each side, and the wake-ups in between — which on a busy
-// machine costs more than the script itself.
+// the first caller queued is woken to send everything queued by then as
+// one pipeline (woken to send instead of to read an answer: no extra
+// goroutine, no extra wake-up). Each request is still counted on its own,
+// atomically in Redis: the calls of one bucket in a round trip share one
+// script run, which answers each of them as if they had come one after
+// the other. What batching saves is the round trip per request — a write
+// and a read system call on each side, a wake-up of Redis, the goroutine
+// switches in between — which on a busy machine costs more than the
+// script itself.
 type batcher struct {
 	rdb redis.UniversalClient
 	max int
@@ -37,7 +39,7 @@ type batcher struct {
 const (
 	callQueued    = iota // in the queue
 	callBatched          // in a batch another caller sends
-	callLeading          // in a batch its own caller must send
+	callLeading          // its caller must send the next batch
 	callAbandoned        // its caller stopped waiting before it was batched
 )
 
@@ -76,17 +78,44 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 		// Chosen to send the next batch: others wait on it.
 		<-c.done
 	}
-	if c.lead != nil {
+	if c.state == callLeading {
+		// Take what queued until now, the wake-up included: the longer the
+		// previous round trip and this hand-over took, the bigger the batch.
+		b.mu.Lock()
+		batch := b.take([]*scriptCall{c})
+		b.mu.Unlock()
 		// The batch serves other callers too: it must not end with this
 		// one's context. The client's timeouts bound it.
-		b.send(context.WithoutCancel(ctx), c.lead, c)
+		b.send(context.WithoutCancel(ctx), batch, c)
 	}
 	return nil
 }
 
+// take moves up to maxBatch queued calls (those still waited for) from
+// the queue to batch.
+func (b *batcher) take(batch []*scriptCall) []*scriptCall {
+	n := 0
+	for _, c := range b.queue {
+		if len(batch) == maxBatch {
+			break
+		}
+		n++
+		if c.state == callQueued { // not abandoned
+			c.state = callBatched
+			batch = append(batch, c)
+		}
+	}
+	b.queue = b.queue[n:]
+	if len(b.queue) == 0 {
+		b.queue = nil // let the array go
+	}
+	return batch
+}
+
 // send runs batch (which holds self, the caller's own call) as one round
 // trip, answers the other callers, and passes the round trip slot on: to
-// one caller of what queued meanwhile, woken to send it, or back.
+// the first caller still queued, woken to send what has queued by the time
+// it runs, or back.
 func (b *batcher) send(ctx context.Context, batch []*scriptCall, self *scriptCall) {
 	b.exec(ctx, batch)
 	for _, c := range batch {
@@ -97,40 +126,33 @@ func (b *batcher) send(ctx context.Context, batch []*scriptCall, self *scriptCal
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(b.queue) > 0 {
-		next := b.queue
-		if len(next) > maxBatch {
-			next = next[:maxBatch:maxBatch]
-			b.queue = b.queue[maxBatch:]
-		} else {
-			b.queue = nil
-		}
-		live := next[:0]
-		for _, c := range next {
-			if c.state == callQueued { // not abandoned
-				c.state = callBatched
-				live = append(live, c)
-			}
-		}
-		if len(live) > 0 {
-			lead := live[0]
-			lead.state, lead.lead = callLeading, live
-			close(lead.done)
+		c := b.queue[0]
+		b.queue = b.queue[1:]
+		if c.state == callQueued { // not abandoned
+			c.state = callLeading
+			close(c.done)
 			return
 		}
 	}
+	b.queue = nil
 	b.inflight--
 }
 
-// exec runs the calls' scripts in one pipeline; scripts Redis does not
-// have cached (a fresh or flushed server) are sent again in full.
+// exec runs the calls' scripts in one pipeline, one run for all the calls
+// of a bucket; scripts Redis does not have cached (a fresh or flushed
+// server) are sent again in full.
 func (b *batcher) exec(ctx context.Context, batch []*scriptCall) {
 	b.pipelines.Add(1)
 	b.calls.Add(int64(len(batch)))
-	b.pipeline(ctx, batch, false)
+	runs := group(batch)
+	b.pipeline(ctx, runs, false)
 	var again []*scriptCall
-	for _, c := range batch {
+	for _, c := range runs {
 		if isNoScript(c.err) {
 			c.err = nil
+			for _, o := range c.same {
+				o.err = nil
+			}
 			again = append(again, c)
 		}
 	}
@@ -139,22 +161,54 @@ func (b *batcher) exec(ctx context.Context, batch []*scriptCall) {
 	}
 }
 
-func (b *batcher) pipeline(ctx context.Context, batch []*scriptCall, full bool) {
+// group gathers the calls of each bucket behind the first of them (its
+// same) and returns those first ones.
+func group(batch []*scriptCall) []*scriptCall {
 	if len(batch) == 1 {
+		return batch
+	}
+	runs := make([]*scriptCall, 0, len(batch))
+	var index map[string]*scriptCall // for big batches
+	if len(batch) > 16 {
+		index = make(map[string]*scriptCall, len(batch))
+	}
+next:
+	for _, c := range batch {
+		if index != nil {
+			if r := index[c.keys[0]]; r != nil {
+				r.same = append(r.same, c)
+				continue
+			}
+			index[c.keys[0]] = c
+		} else {
+			for _, r := range runs {
+				if r.keys[0] == c.keys[0] {
+					r.same = append(r.same, c)
+					continue next
+				}
+			}
+		}
+		runs = append(runs, c)
+	}
+	return runs
+}
+
+func (b *batcher) pipeline(ctx context.Context, runs []*scriptCall, full bool) {
+	if len(runs) == 1 {
 		// A pipeline of one would cost its own allocations for nothing.
-		c := batch[0]
+		c := runs[0]
 		c.queue(ctx, b.rdb, full)
 		c.read()
 		return
 	}
 	// Each command keeps its own result or error.
 	_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range batch {
+		for _, c := range runs {
 			c.queue(ctx, p, full)
 		}
 		return nil
 	})
-	for _, c := range batch {
+	for _, c := range runs {
 		c.read()
 	}
 }

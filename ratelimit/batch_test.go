@@ -14,9 +14,9 @@ import (
 	"github.com/rentalportal/portal/internal/testkit"
 )
 
-// burst sends n concurrent Allow calls of one subject, spread over the
-// limiters (API replicas), and returns their decisions.
-func burst(t *testing.T, n int, subject string, ls ...*Limiter) []Decision {
+// burst sends n concurrent Allow calls, spread over the limiters (API
+// replicas) and the subjects, and returns their decisions.
+func burst(t *testing.T, n int, subjects []string, ls ...*Limiter) []Decision {
 	t.Helper()
 	out := make([]Decision, n)
 	errs := make([]error, n)
@@ -27,7 +27,7 @@ func burst(t *testing.T, n int, subject string, ls ...*Limiter) []Decision {
 		go func() {
 			defer wg.Done()
 			<-start
-			out[i], errs[i] = ls[i%len(ls)].Allow(context.Background(), PolicyAnon, subject)
+			out[i], errs[i] = ls[i%len(ls)].Allow(context.Background(), PolicyAnon, subjects[i%len(subjects)])
 		}()
 	}
 	close(start)
@@ -40,10 +40,11 @@ func burst(t *testing.T, n int, subject string, ls ...*Limiter) []Decision {
 	return out
 }
 
-// TestConcurrentCallsShareRoundTripsExactly: concurrent requests on two
-// replicas share round trips, yet each is counted on its own: exactly the
-// burst passes, each allowed request sees its own Remaining (burst-1 down
-// to 0, once each), and every refusal says when to retry.
+// TestConcurrentCallsShareRoundTripsExactly: concurrent requests of a few
+// subjects on two replicas share round trips (and script runs, per
+// subject), yet each is counted on its own: exactly the burst of each
+// subject passes, each allowed request sees its own Remaining (burst-1
+// down to 0, once each), and every refusal says when to retry.
 func TestConcurrentCallsShareRoundTripsExactly(t *testing.T) {
 	t.Parallel()
 	r := testkit.RedisDB(t)
@@ -51,28 +52,36 @@ func TestConcurrentCallsShareRoundTripsExactly(t *testing.T) {
 	t.Cleanup(func() { other.Close() })
 	cfg := Config{Policies: map[string]Limit{PolicyAnon: {Count: 50, Period: time.Minute, Burst: 50}}}
 	a, b := New(r.Client, cfg), New(other, cfg)
-	const calls = 400
-	ds := burst(t, calls, "ip:192.0.2.7", a, b)
-	var remaining []int
+	subjects := []string{"ip:192.0.2.7", "ip:192.0.2.17", "ip:192.0.2.27"}
+	const calls = 600
+	ds := burst(t, calls, subjects, a, b)
+	remaining := map[string][]int{}
 	for i, d := range ds {
 		if d.Limit != 50 || d.Block != nil {
 			t.Fatalf("call %d: %+v", i, d)
 		}
 		if d.Allowed {
-			remaining = append(remaining, d.Remaining)
+			subject := subjects[i%len(subjects)]
+			remaining[subject] = append(remaining[subject], d.Remaining)
+			if d.ResetAfter <= 0 || d.ResetAfter > time.Minute {
+				t.Fatalf("call %d: %+v", i, d)
+			}
 			continue
 		}
 		if d.Remaining != 0 || d.RetryAfter <= 0 || d.RetryAfter > 1200*time.Millisecond || d.ResetAfter < 59*time.Second {
 			t.Fatalf("refusal %d: %+v", i, d)
 		}
 	}
-	if len(remaining) != 50 {
-		t.Fatalf("allowed %d of %d, want exactly 50", len(remaining), calls)
-	}
-	sort.Ints(remaining)
-	for i, rem := range remaining {
-		if rem != i {
-			t.Fatalf("remaining values %v: want 0..49 once each", remaining)
+	for _, subject := range subjects {
+		rem := remaining[subject]
+		if len(rem) != 50 {
+			t.Fatalf("%s: allowed %d of %d, want exactly 50", subject, len(rem), calls/len(subjects))
+		}
+		sort.Ints(rem)
+		for i, v := range rem {
+			if v != i {
+				t.Fatalf("%s: remaining values %v: want 0..49 once each", subject, rem)
+			}
 		}
 	}
 	sa, sb := a.BatchStats(), b.BatchStats()
@@ -92,7 +101,7 @@ func TestConcurrentCallsOfABlockedSubject(t *testing.T) {
 	if _, err := l.Block(ctx, "ip:192.0.2.8", "manual", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for i, d := range burst(t, 50, "ip:192.0.2.8", l) {
+	for i, d := range burst(t, 50, []string{"ip:192.0.2.8"}, l) {
 		if d.Allowed || d.Block == nil || d.Block.Reason != "manual" || d.RetryAfter < 59*time.Minute || d.Limit != 5 {
 			t.Fatalf("call %d: %+v", i, d)
 		}
@@ -168,7 +177,7 @@ func TestEmbeddedRedisBatches(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	l := newLimiter(t, rdb, Config{})
 	allowed := 0
-	for _, d := range burst(t, 40, "ip:192.0.2.10", l) {
+	for _, d := range burst(t, 40, []string{"ip:192.0.2.10"}, l) {
 		if d.Allowed {
 			allowed++
 		}
@@ -176,4 +185,49 @@ func TestEmbeddedRedisBatches(t *testing.T) {
 	if allowed != 5 {
 		t.Fatalf("allowed %d, want 5", allowed)
 	}
+}
+
+// TestConcurrentRefusalsCountOnce: refusals of concurrent requests are
+// counted in their script run, each with its own number; the one that
+// reaches BlockAfter blocks the subject, once, and later requests meet the
+// block.
+func TestConcurrentRefusalsCountOnce(t *testing.T) {
+	t.Parallel()
+	r := testkit.RedisDB(t)
+	l := newLimiter(t, r.Client, Config{Policies: map[string]Limit{PolicyAnon: {Count: 2, Period: time.Minute, Burst: 2}},
+		BlockAfter: Threshold{Count: 10, Window: time.Minute}, BlockFor: time.Hour})
+	allowed, newBlocks, blocked := 0, 0, 0
+	seen := map[int]bool{}
+	for i, d := range burst(t, 60, []string{"ip:192.0.2.11"}, l) {
+		switch {
+		case d.Allowed:
+			allowed++
+		case d.Block != nil:
+			blocked++
+		default:
+			if d.Violations < 1 || seen[d.Violations] {
+				t.Fatalf("refusal %d: violation %d (seen: %v)", i, d.Violations, seen)
+			}
+			seen[d.Violations] = true
+			if d.NewBlock != nil {
+				newBlocks++
+				if d.Violations != 10 {
+					t.Fatalf("refusal %d blocked at violation %d", i, d.Violations)
+				}
+			}
+		}
+	}
+	for v := 1; v <= 10; v++ {
+		if !seen[v] {
+			t.Fatalf("violations %v: want 1..10 each once", seen)
+		}
+	}
+	if allowed != 2 || newBlocks != 1 {
+		t.Fatalf("allowed %d, new blocks %d: want 2 and 1", allowed, newBlocks)
+	}
+	d, err := l.Allow(context.Background(), PolicyAnon, "ip:192.0.2.11")
+	if err != nil || d.Block == nil || d.Block.Reason != "rate_limit_violations" {
+		t.Fatalf("after the block: %+v, %v", d, err)
+	}
+	t.Logf("%d refusals counted, %d met the block", len(seen), blocked)
 }

@@ -81,10 +81,10 @@ type Limiter struct {
 	gcra  *redis_rate.Limiter // for calls without a block check
 	batch *batcher            // for Allow
 	// scripted are the on policies as Allow's script needs them.
-	scripted    map[string]*scriptedPolicy
-	blockPrefix string // blockKey but for the subject
-	cfg         Config
-	now         func() time.Time
+	scripted   map[string]*scriptedPolicy
+	scriptKeys scriptKeys
+	cfg        Config
+	now        func() time.Time
 }
 
 // New returns a limiter on rdb.
@@ -97,7 +97,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	}
 	l := &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), batch: newBatcher(rdb, cfg.Pipelines),
 		scripted: map[string]*scriptedPolicy{}, cfg: cfg, now: time.Now}
-	l.blockPrefix = l.blockKey("")
+	l.scriptKeys = scriptKeys{block: l.blockKey(""), viol: l.key("viol", ""), window: l.violationWindow().Milliseconds()}
 	for name, lim := range cfg.Policies {
 		if !lim.Off() {
 			l.scripted[name] = &scriptedPolicy{bucketPrefix: "rate:" + l.bucket(name, ""), args: newBucketArgs(lim)}
@@ -138,6 +138,11 @@ type Decision struct {
 // refused without counting. A refusal counts as a violation; enough of
 // them within BlockAfter's window block the subject for BlockFor.
 //
+// Concurrent calls share round trips to Redis (see batcher): a call that
+// finds Redis idle is sent at once; one that has to queue gives up when
+// ctx ends. The round trip a call sends is bounded by the client's read
+// and write timeouts, not by ctx.
+//
 // Errors are Redis errors: the caller decides whether to fail open.
 func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, error) {
 	d := Decision{Policy: policy}
@@ -153,7 +158,7 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 	}
 	// One script answers both questions, block and bucket, in one round
 	// trip, shared with the calls of concurrent requests.
-	c := newScriptCall(l.scripted[policy], l.blockPrefix, subject)
+	c := newScriptCall(l.scripted[policy], &l.scriptKeys, subject)
 	if err := l.batch.do(ctx, c); err != nil {
 		return d, fmt.Errorf("rate limit %s: %w", policy, err)
 	}
@@ -182,15 +187,12 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		return d, nil
 	}
 	d.RetryAfter = c.retryAfter
-	// Refusals are counted even when they never block: the count tells
-	// the caller which refusal is the first of a burst (worth a log line).
-	window := l.cfg.BlockAfter.Window
-	if l.cfg.BlockAfter.Off() {
-		window = time.Minute
-	}
-	n, err := l.incrWindow(ctx, l.key("viol", subject), window)
-	if err != nil {
-		return d, nil // the refusal stands; only the count is lost
+	n := int64(c.violations)
+	if n == 0 { // counted apart (the block-ended path above)
+		var err error
+		if n, err = l.incrWindow(ctx, l.key("viol", subject), l.violationWindow()); err != nil {
+			return d, nil // the refusal stands; only the count is lost
+		}
 	}
 	d.Violations = int(n)
 	if !l.cfg.BlockAfter.Off() && n == int64(l.cfg.BlockAfter.Count) {
@@ -201,6 +203,17 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		}
 	}
 	return d, nil
+}
+
+// violationWindow is the window of the refusal count: BlockAfter's, or a
+// minute when it is off (refusals are counted even when they never block:
+// the count tells the caller which refusal is the first of a burst, worth
+// a log line).
+func (l *Limiter) violationWindow() time.Duration {
+	if l.cfg.BlockAfter.Off() {
+		return time.Minute
+	}
+	return l.cfg.BlockAfter.Window
 }
 
 // BatchStats counts the round trips of Allow so far and the calls they
