@@ -113,16 +113,22 @@ func (b *batcher) take(batch []*scriptCall) []*scriptCall {
 }
 
 // send runs batch (which holds self, the caller's own call) as one round
-// trip, answers the other callers, and passes the round trip slot on: to
-// the first caller still queued, woken to send what has queued by the time
-// it runs, or back.
+// trip, answers the other callers, and passes the round trip slot on.
 func (b *batcher) send(ctx context.Context, batch []*scriptCall, self *scriptCall) {
+	// Even if the round trip panics: a slot lost would leave every later
+	// call queued until its context ends.
+	defer b.handOver()
 	b.exec(ctx, batch)
 	for _, c := range batch {
 		if c != self {
 			close(c.done)
 		}
 	}
+}
+
+// handOver passes the round trip slot to the first caller still queued,
+// woken to send what has queued by the time it runs, or gives it back.
+func (b *batcher) handOver() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(b.queue) > 0 {
