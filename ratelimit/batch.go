@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -25,8 +26,9 @@ const maxBatch = 256
 // switches in between — which on a busy machine costs more than the
 // script itself.
 type batcher struct {
-	rdb redis.UniversalClient
-	max int
+	rdb    redis.UniversalClient
+	max    int
+	window any // the script's violation window argument
 
 	mu       sync.Mutex
 	inflight int
@@ -43,11 +45,11 @@ const (
 	callAbandoned        // its caller stopped waiting before it was batched
 )
 
-func newBatcher(rdb redis.UniversalClient, maxInflight int) *batcher {
+func newBatcher(rdb redis.UniversalClient, maxInflight int, window time.Duration) *batcher {
 	if maxInflight <= 0 {
 		maxInflight = 1
 	}
-	return &batcher{rdb: rdb, max: maxInflight}
+	return &batcher{rdb: rdb, max: maxInflight, window: window.Milliseconds()}
 }
 
 // do runs c and returns when it is answered (c's fields hold the answer)
@@ -144,26 +146,21 @@ func (b *batcher) handOver() {
 	b.inflight--
 }
 
-// exec runs the calls' scripts in one pipeline, one run for all the calls
-// of a bucket; scripts Redis does not have cached (a fresh or flushed
-// server) are sent again in full.
+// exec answers the calls in one round trip: one script run for all of
+// them, which counts the calls of a bucket together; a script Redis does
+// not have cached (a fresh or flushed server) is sent again in full.
 func (b *batcher) exec(ctx context.Context, batch []*scriptCall) {
 	b.pipelines.Add(1)
 	b.calls.Add(int64(len(batch)))
 	runs := group(batch)
-	b.pipeline(ctx, runs, false)
-	var again []*scriptCall
-	for _, c := range runs {
-		if isNoScript(c.err) {
-			c.err = nil
-			for _, o := range c.same {
-				o.err = nil
-			}
-			again = append(again, c)
-		}
+	err := runScript(ctx, b.rdb, b.window, runs, false)
+	if isNoScript(err) {
+		err = runScript(ctx, b.rdb, b.window, runs, true)
 	}
-	if len(again) > 0 {
-		b.pipeline(ctx, again, true)
+	if err != nil {
+		for _, c := range batch {
+			c.err = err
+		}
 	}
 }
 
@@ -197,24 +194,4 @@ next:
 		runs = append(runs, c)
 	}
 	return runs
-}
-
-func (b *batcher) pipeline(ctx context.Context, runs []*scriptCall, full bool) {
-	if len(runs) == 1 {
-		// A pipeline of one would cost its own allocations for nothing.
-		c := runs[0]
-		c.queue(ctx, b.rdb, full)
-		c.read()
-		return
-	}
-	// Each command keeps its own result or error.
-	_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range runs {
-			c.queue(ctx, p, full)
-		}
-		return nil
-	})
-	for _, c := range runs {
-		c.read()
-	}
 }

@@ -92,7 +92,8 @@ func TestConcurrentCallsShareRoundTripsExactly(t *testing.T) {
 }
 
 // TestConcurrentCallsOfABlockedSubject: a blocked subject is refused in
-// every batched call, without spending its bucket.
+// every batched call, without spending its bucket, while the calls of
+// another subject in the same round trips are counted as usual.
 func TestConcurrentCallsOfABlockedSubject(t *testing.T) {
 	t.Parallel()
 	r := testkit.RedisDB(t)
@@ -101,10 +102,22 @@ func TestConcurrentCallsOfABlockedSubject(t *testing.T) {
 	if _, err := l.Block(ctx, "ip:192.0.2.8", "manual", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for i, d := range burst(t, 50, []string{"ip:192.0.2.8"}, l) {
+	allowed := 0
+	for i, d := range burst(t, 60, []string{"ip:192.0.2.8", "ip:192.0.2.18"}, l) {
+		if i%2 == 1 {
+			if d.Allowed {
+				allowed++
+			} else if d.Block != nil || d.Violations < 1 {
+				t.Fatalf("call %d of the free subject: %+v", i, d)
+			}
+			continue
+		}
 		if d.Allowed || d.Block == nil || d.Block.Reason != "manual" || d.RetryAfter < 59*time.Minute || d.Limit != 5 {
 			t.Fatalf("call %d: %+v", i, d)
 		}
+	}
+	if allowed != 5 {
+		t.Fatalf("free subject: %d allowed, want 5", allowed)
 	}
 	if u, err := l.Usage(ctx, "ip:192.0.2.8"); err != nil || len(u) != 1 || u[0].Remaining != 5 {
 		t.Fatalf("usage = %+v, %v: a blocked subject's bucket must stay full", u, err)

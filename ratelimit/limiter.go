@@ -95,9 +95,10 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	if cfg.BlockFor <= 0 {
 		cfg.BlockFor = 15 * time.Minute
 	}
-	l := &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), batch: newBatcher(rdb, cfg.Pipelines),
+	l := &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb),
 		scripted: map[string]*scriptedPolicy{}, cfg: cfg, now: time.Now}
-	l.scriptKeys = scriptKeys{block: l.blockKey(""), viol: l.key("viol", ""), window: l.violationWindow().Milliseconds()}
+	l.scriptKeys = scriptKeys{block: l.blockKey(""), viol: l.key("viol", "")}
+	l.batch = newBatcher(rdb, cfg.Pipelines, l.violationWindow())
 	for name, lim := range cfg.Policies {
 		if !lim.Off() {
 			l.scripted[name] = &scriptedPolicy{bucketPrefix: "rate:" + l.bucket(name, ""), args: newBucketArgs(lim)}
