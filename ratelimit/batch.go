@@ -9,15 +9,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// maxBatch bounds the script calls of one pipeline.
+// maxBatch bounds the calls of one round trip (one script run: a few µs
+// of Redis time per subject).
 const maxBatch = 256
 
 // batcher sends the script calls of concurrent requests to Redis together:
 // a call that finds fewer than max round trips in flight is sent at once,
 // on its caller's goroutine (no hand-off, no added wait when idle); calls
 // that arrive while max are in flight queue, and when a round trip ends,
-// the first caller queued is woken to send everything queued by then as
-// one pipeline (woken to send instead of to read an answer: no extra
+// the first caller queued is woken to send everything queued by then in
+// one script run (woken to send instead of to read an answer: no extra
 // goroutine, no extra wake-up). Each request is still counted on its own,
 // atomically in Redis: the calls of one bucket in a round trip share one
 // script run, which answers each of them as if they had come one after
@@ -34,7 +35,7 @@ type batcher struct {
 	inflight int
 	queue    []*scriptCall
 
-	pipelines, calls atomic.Int64
+	trips, calls atomic.Int64
 }
 
 // The states of a queued call (under batcher.mu).
@@ -150,7 +151,7 @@ func (b *batcher) handOver() {
 // them, which counts the calls of a bucket together; a script Redis does
 // not have cached (a fresh or flushed server) is sent again in full.
 func (b *batcher) exec(ctx context.Context, batch []*scriptCall) {
-	b.pipelines.Add(1)
+	b.trips.Add(1)
 	b.calls.Add(int64(len(batch)))
 	runs := group(batch)
 	err := runScript(ctx, b.rdb, b.window, runs, false)

@@ -68,10 +68,12 @@ type Config struct {
 	BlockAfter Threshold
 	// Prefix starts every key (default "rl:").
 	Prefix string
-	// Pipelines is how many pipelines of Allow calls may be in flight at
-	// once (default 1). A call that finds one free is sent at once; the
+	// RoundTrips is how many round trips of Allow calls may be in flight
+	// at once (default 1). A call that finds one free is sent at once; the
 	// calls that arrive while all are busy are sent together in the next.
-	Pipelines int
+	// More than one makes the batches smaller and costs Redis more CPU per
+	// request (measured with 2 and 4).
+	RoundTrips int
 }
 
 // Limiter decides whether a subject may make a request now. Every replica
@@ -98,7 +100,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	l := &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb),
 		scripted: map[string]*scriptedPolicy{}, cfg: cfg, now: time.Now}
 	l.scriptKeys = scriptKeys{block: l.blockKey(""), viol: l.key("viol", "")}
-	l.batch = newBatcher(rdb, cfg.Pipelines, l.violationWindow())
+	l.batch = newBatcher(rdb, cfg.RoundTrips, l.violationWindow())
 	for name, lim := range cfg.Policies {
 		if !lim.Off() {
 			l.scripted[name] = &scriptedPolicy{bucketPrefix: "rate:" + l.bucket(name, ""), args: newBucketArgs(lim)}
@@ -223,7 +225,7 @@ type BatchStats struct{ RoundTrips, Calls int64 }
 
 // BatchStats returns how Allow's calls have shared round trips.
 func (l *Limiter) BatchStats() BatchStats {
-	return BatchStats{RoundTrips: l.batch.pipelines.Load(), Calls: l.batch.calls.Load()}
+	return BatchStats{RoundTrips: l.batch.trips.Load(), Calls: l.batch.calls.Load()}
 }
 
 func (d *Decision) blocked(b *Block, lim Limit, now time.Time) {
