@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -195,4 +197,38 @@ func TestRolesNeedRedis(t *testing.T) {
 			t.Errorf("%s without REDIS_URL: %v %s", role, err, out)
 		}
 	}
+}
+
+// TestSecurityEventsReachMetrics: a request that matches an injection
+// pattern is served (patterns never block alone) but logged as a security
+// event and counted in /metrics, where an alert can see it.
+func TestSecurityEventsReachMetrics(t *testing.T) {
+	t.Parallel()
+	p := Start(t, "all", nil)
+	p.WaitStatus("/health/readiness", 200, 5*time.Second)
+	if code := p.Get("/api/v1/listings?q=%27+OR+1%3D1--", nil); code != 200 {
+		t.Fatalf("probe answered %d; a pattern alone must not block", code)
+	}
+	resp, err := http.Get(p.Base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `rentalportal_security_events_total{kind="suspicious_request"} 1`) {
+		t.Fatalf("/metrics lacks the suspicious request:\n%s", grepLines(string(body), "security"))
+	}
+	if !strings.Contains(p.Stderr(), "security=true") || !strings.Contains(p.Stderr(), "event=suspicious_request") {
+		t.Fatalf("no security log line:\n%s", p.Stderr())
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
