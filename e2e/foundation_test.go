@@ -27,7 +27,7 @@ func TestAllOnEmbeddedDefaults(t *testing.T) {
 	p := Start(t, "all", nil)
 	took := p.WaitStatus("/health/readiness", 200, 5*time.Second)
 	t.Logf("ready %s after the banner", took)
-	out := p.Stdout()
+	out := p.Output()
 	for _, want := range []string{"EMBEDDED SQLite", "EMBEDDED in-process Redis", "LOST when this process stops",
 		"EMBEDDED local folder", "/api/docs", "/monitoring/"} {
 		if !strings.Contains(out, want) {
@@ -51,7 +51,7 @@ func TestAllOnEmbeddedDefaults(t *testing.T) {
 	}
 	took, err := p.Stop(10 * time.Second)
 	if err != nil {
-		t.Fatalf("SIGTERM: exit %v after %s\n%s", err, took, p.Stderr())
+		t.Fatalf("SIGTERM: exit %v after %s\n%s", err, took, p.Output())
 	}
 	t.Logf("stopped in %s", took)
 }
@@ -190,7 +190,7 @@ func TestSchedulerProcessesEnqueueOncePerTick(t *testing.T) {
 func TestRolesNeedRedis(t *testing.T) {
 	t.Parallel()
 	for _, role := range []string{"api", "worker", "scheduler", "dashboard"} {
-		cmd := exec.CommandContext(context.Background(), binary, role)
+		cmd := exec.CommandContext(context.Background(), testkit.Binary(t), role)
 		cmd.Env = []string{"DATA_DIR=" + filepath.Join(t.TempDir(), "d")}
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "REDIS_URL is required") {
@@ -218,8 +218,8 @@ func TestSecurityEventsReachMetrics(t *testing.T) {
 	if !strings.Contains(string(body), `rentalportal_security_events_total{kind="suspicious_request"} 1`) {
 		t.Fatalf("/metrics lacks the suspicious request:\n%s", grepLines(string(body), "security"))
 	}
-	if !strings.Contains(p.Stderr(), "security=true") || !strings.Contains(p.Stderr(), "event=suspicious_request") {
-		t.Fatalf("no security log line:\n%s", p.Stderr())
+	if !strings.Contains(p.Output(), "security=true") || !strings.Contains(p.Output(), "event=suspicious_request") {
+		t.Fatalf("no security log line:\n%s", p.Output())
 	}
 }
 
