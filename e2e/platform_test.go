@@ -44,12 +44,6 @@ func Start(t testing.TB, role string, env map[string]string) *Proc {
 	return p
 }
 
-// Stdout is the process's output (banner and log) so far.
-func (p *Proc) Stdout() string { return p.Output() }
-
-// Stderr is the process's output (banner and log) so far.
-func (p *Proc) Stderr() string { return p.Output() }
-
 // Get fetches path from the process and decodes a JSON body into out (if non-nil).
 func (p *Proc) Get(path string, out any) int {
 	p.t.Helper()
