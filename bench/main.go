@@ -78,7 +78,7 @@ func run(ctx context.Context, only string, quick bool) error {
 	if env.RedisURL == "" || env.PGURL == "" {
 		return fmt.Errorf("TEST_REDIS_URL and TEST_DATABASE_URL must be set: run `make bench`")
 	}
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", env.Binary, "./cmd/rentalportal")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w", "-o", env.Binary, "./cmd/rentalportal")
 	build.Stderr = os.Stderr
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` and the Docker image
 	if err := build.Run(); err != nil {

@@ -33,7 +33,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "rentalportal")
-		cmd := exec.Command("go", "build", "-o", buildPath, "-ldflags", "-X main.version=test",
+		// Built as `make build` builds it (tags included).
+		cmd := exec.Command("go", "build", "-tags", "nomsgpack", "-o", buildPath, "-ldflags", "-X main.version=test",
 			"github.com/rentalportal/portal/cmd/rentalportal")
 		cmd.Dir = RepoRoot(t)
 		out, err := cmd.CombinedOutput()
