@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
+)
+
+// benchTransitions: booking:expire tasks for pending bookings whose
+// deadline has passed, processed by the real `rentalportal worker` process
+// (the real handler: read the booking, compare-and-set it to expired with
+// its history row, domain event and notify outbox rows in one transaction,
+// publish the notify tasks), beside a bare asynq server with a no-op
+// handler over the same Redis, same concurrency and queues, in this
+// process. Each side's tasks wait in a paused queue until the clock
+// starts, so the figure is processing alone, not enqueueing.
+func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
+	n := 20000
+	if env.Quick {
+		n = 2000
+	}
+	st, err := newStack(ctx, env, "bench_transitions", 12)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	insp := asynq.NewInspectorFromRedisClient(st.rc)
+	client := asynq.NewClientFromRedisClient(st.rc)
+
+	// Baseline first: asynq and a handler that does nothing.
+	baseRate, err := noopThroughput(ctx, st.rc, insp, client, n)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if err := st.rc.FlushDB(ctx).Err(); err != nil {
+		return nil, err
+	}
+
+	m, err := seedMarket(ctx, st.db, "tr", 64, 2000)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := seedPendingBookings(ctx, st.db, m, "tr-b", 0, n, time.Now().Add(-time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	w, err := st.startWorker(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]tasks.Message, len(ids))
+	for i, id := range ids {
+		if msgs[i], err = tasks.Encode(tasks.BookingExpire{BookingID: id}); err != nil {
+			return nil, err
+		}
+	}
+	if err := enqueuePaused(ctx, insp, client, tasks.QueueDefault, len(msgs), func(i int) (*asynq.Task, error) { return msgs[i].Task() }); err != nil {
+		return nil, err
+	}
+	mt := newMeter(ctx, st.db, st.rc).watch("worker", w)
+	done0 := processedTotal(insp)
+	s := mt.sample(ctx)
+	act := watchActivity(ctx, st.db)
+	start := time.Now()
+	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+		return nil, err
+	}
+	var expired int
+	for {
+		if err := store.Get(ctx, st.db, &expired, `SELECT count(*) FROM bookings WHERE status = 'expired'`); err != nil {
+			return nil, err
+		}
+		if expired == n || time.Since(start) > 2*time.Minute || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	backends := act.finish()
+	use := mt.since(ctx, s)
+	if expired < n {
+		return nil, fmt.Errorf("only %d of %d bookings expired after %s", expired, n, took.Round(time.Second))
+	}
+	all := processedTotal(insp) - done0
+	rate := float64(n) / took.Seconds()
+	rows := []Row{
+		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency 20)", n), Value: fmt.Sprintf("%.0f/s", rate),
+			Baseline: fmt.Sprintf("asynq no-op handler %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
+			Target: "≥ 3000/s", Verdict: verdict(rate >= 3000)},
+		{Metric: "  tasks of any type processed meanwhile (their notify tasks too)", Value: fmt.Sprintf("%d (%.0f/s)", all, float64(all)/took.Seconds())},
+		{Metric: "  CPU cores busy", Value: use.cores()},
+		{Metric: "  PostgreSQL per expiry", Value: use.perOp(n)},
+		{Metric: "  PostgreSQL backends (average count by state)", Value: backends},
+	}
+	if env.Profiles != "" {
+		st.stopProc(w)
+		r, err := profileTransitions(ctx, st, m, insp, n, rate)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+// profileTransitions expires as many bookings again with an in-process
+// twin of the worker under the CPU profiler.
+func profileTransitions(ctx context.Context, st *stack, m *market, insp *asynq.Inspector, n int, realRate float64) (Row, error) {
+	ids, err := seedPendingBookings(ctx, st.db, m, "tr-twin", n, n, time.Now().Add(-time.Minute))
+	if err != nil {
+		return Row{}, err
+	}
+	if err := enqueuePaused(ctx, insp, st.client, tasks.QueueDefault, n, func(i int) (*asynq.Task, error) {
+		msg, err := tasks.Encode(tasks.BookingExpire{BookingID: ids[i]})
+		if err != nil {
+			return nil, err
+		}
+		return msg.Task()
+	}); err != nil {
+		return Row{}, err
+	}
+	tw, err := newTwin(ctx, st)
+	if err != nil {
+		return Row{}, err
+	}
+	defer tw.close()
+	if err := tw.worker(ctx); err != nil {
+		return Row{}, err
+	}
+	time.Sleep(200 * time.Millisecond)
+	var took time.Duration
+	var waitErr error
+	cmd, err := profileCPU(st.env.Profiles, "transitions-worker", func() {
+		start := time.Now()
+		if waitErr = insp.UnpauseQueue(tasks.QueueDefault); waitErr != nil {
+			return
+		}
+		for time.Since(start) < 2*time.Minute && ctx.Err() == nil {
+			var left int
+			if waitErr = store.Get(ctx, st.db, &left, `SELECT count(*) FROM bookings WHERE status = 'pending_payment' AND id LIKE 'tr-twin-%'`); waitErr != nil || left == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took = time.Since(start)
+	})
+	if err == nil {
+		err = waitErr
+	}
+	return profileRow("worker", float64(n)/took.Seconds(), realRate, cmd), err
+}
+
+// noopThroughput measures asynq alone: n tasks that do nothing, waiting in
+// a paused queue, taken by a server configured like the worker's main one
+// (concurrency 20, 10 ms check interval, the platform's queue weights).
+func noopThroughput(ctx context.Context, rc redis.UniversalClient, insp *asynq.Inspector, client *asynq.Client, n int) (float64, error) {
+	var count atomic.Int64
+	all := make(chan struct{})
+	var once sync.Once
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error {
+		if count.Add(1) == int64(n) {
+			once.Do(func() { close(all) })
+		}
+		return nil
+	})
+	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
+		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel})
+	if err := enqueuePaused(ctx, insp, client, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
+		return asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueDefault)), nil
+	}); err != nil {
+		return 0, err
+	}
+	if err := srv.Start(mux); err != nil {
+		return 0, err
+	}
+	defer srv.Shutdown()
+	time.Sleep(200 * time.Millisecond) // its processors are waiting
+	start := time.Now()
+	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+		return 0, err
+	}
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("%d of %d no-op tasks ran", count.Load(), n)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// enqueuePaused pauses queue and enqueues n tasks into it from 32
+// goroutines; the caller unpauses it to start the clock.
+func enqueuePaused(ctx context.Context, insp *asynq.Inspector, client *asynq.Client, queue string, n int, task func(i int) (*asynq.Task, error)) error {
+	if err := insp.PauseQueue(queue); err != nil {
+		return err
+	}
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				t, err := task(i)
+				if err == nil {
+					_, err = client.EnqueueContext(ctx, t)
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// processedTotal is how many tasks the queues have processed, all time.
+func processedTotal(insp *asynq.Inspector) int {
+	qs, err := insp.Queues()
+	if err != nil {
+		return 0
+	}
+	total := 0
+	for _, q := range qs {
+		if info, err := insp.GetQueueInfo(q); err == nil {
+			total += info.ProcessedTotal
+		}
+	}
+	return total
+}
