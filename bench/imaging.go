@@ -102,7 +102,7 @@ func imageWorker(ctx context.Context, env Env, burst int) ([]Row, error) {
 		}
 	}
 	budget := int64(512) // IMAGE_MEMORY_BUDGET_MB's default, set explicitly
-	w, err := st.startWorker(ctx, map[string]string{"IMAGE_MEMORY_BUDGET_MB": strconv.FormatInt(budget, 10)})
+	w, _, err := st.startWorker(ctx, map[string]string{"IMAGE_MEMORY_BUDGET_MB": strconv.FormatInt(budget, 10)})
 	if err != nil {
 		return nil, err
 	}

@@ -155,8 +155,9 @@ type sweepPoint struct {
 	p99     time.Duration
 }
 
-// knee picks the least concurrency that gets within 5 % of the best
-// throughput of the sweep: more clients past it only add queueing delay.
+// knee picks the least concurrency that gets within 10 % of the best
+// throughput of the sweep: on a closed loop, clients past it mostly add
+// queueing delay (latency grows with them, throughput hardly does).
 func knee(points []sweepPoint) sweepPoint {
 	best := 0.0
 	for _, p := range points {
@@ -165,7 +166,7 @@ func knee(points []sweepPoint) sweepPoint {
 	sorted := slices.Clone(points)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].clients < sorted[j].clients })
 	for _, p := range sorted {
-		if p.rate >= 0.95*best {
+		if p.rate >= 0.9*best {
 			return p
 		}
 	}

@@ -120,11 +120,14 @@ func (s *stack) startAPI(ctx context.Context, extra map[string]string) (*proc, s
 	return p, base, err
 }
 
-// startWorker starts `rentalportal worker` and waits for its readiness.
-func (s *stack) startWorker(ctx context.Context, extra map[string]string) (*proc, error) {
+// startWorker starts `rentalportal worker` and waits for its readiness;
+// it returns the process and the base URL of its probes and /metrics.
+func (s *stack) startWorker(ctx context.Context, extra map[string]string) (*proc, string, error) {
 	e := s.baseEnv(extra)
 	e["METRICS_ADDR"] = freeAddr()
-	return s.start(ctx, s.env.Binary, []string{"worker"}, e, "http://"+e["METRICS_ADDR"]+"/health/readiness")
+	base := "http://" + e["METRICS_ADDR"]
+	p, err := s.start(ctx, s.env.Binary, []string{"worker"}, e, base+"/health/readiness")
+	return p, base, err
 }
 
 // start runs a process, waits until probe answers 200, and stops it with

@@ -24,10 +24,11 @@ import (
 // then webhook → booking confirmed with a worker process too, at 200
 // events/s and at a trickle (webhooks_e2e.go).
 func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
-	n, senders := 20000, 64
+	n, sweepDur, candidates := 20000, 1500*time.Millisecond, []int{16, 32, 64}
 	e2eRate, e2eN, trickleN := 200.0, 2000, 30
 	if env.Quick {
-		n, e2eN, trickleN = 2000, 200, 6
+		n, sweepDur, candidates = 2000, 500*time.Millisecond, []int{32}
+		e2eN, trickleN = 200, 6
 	}
 	st, err := newStack(ctx, env, "bench_webhooks", 13)
 	if err != nil {
@@ -40,6 +41,29 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 	}
 	insp := asynq.NewInspectorFromRedisClient(st.rc)
 	client := asynq.NewClientFromRedisClient(st.rc)
+	t := newTarget(base, candidates[len(candidates)-1])
+	defer t.close()
+
+	// Sweep the senders (this also warms the API up), on events of their own.
+	var seq atomic.Int64
+	fresh := func(ctx context.Context, _ int) (int, error) {
+		i, now := seq.Add(1), time.Now()
+		b := paymentSucceeded(fmt.Sprintf("evt_sweep_%d", i), fmt.Sprintf("pi_sweep_%d", i), "b_sweep", now)
+		return t.post(ctx, "/webhooks/stripe", b, map[string]string{"Stripe-Signature": payments.Sign(b, benchWebhookSecret, now)})
+	}
+	var sweep []sweepPoint
+	for _, c := range candidates {
+		r := closedLoad(ctx, c, sweepDur, 0, fresh)
+		if bad := r.unexpected(http.StatusOK); bad > 0 || r.n() == 0 {
+			return nil, fmt.Errorf("sweep at %d senders: %s", c, r.answers())
+		}
+		sweep = append(sweep, sweepPoint{c, r.rate(), percentile(r.lat, 0.99)})
+	}
+	senders := knee(sweep).clients
+	warm := int(seq.Load())
+	if err := waitQueued(ctx, insp, tasks.QueueCritical, warm); err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
 
 	// Stripe signs, not us: deliveries are built and signed before the clock starts.
 	bodies, sigs := make([][]byte, n), make([]string, n)
@@ -48,25 +72,16 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 		bodies[i] = paymentSucceeded(fmt.Sprintf("evt_bench_%d", i), fmt.Sprintf("pi_bench_%d", i), fmt.Sprintf("b_unknown_%d", i%200), now)
 		sigs[i] = payments.Sign(bodies[i], benchWebhookSecret, now)
 	}
-	t := newTarget(base, senders)
-	defer t.close()
 	deliver := func(ctx context.Context, i int) (int, error) {
 		return t.post(ctx, "/webhooks/stripe", bodies[i], map[string]string{"Stripe-Signature": sigs[i]})
 	}
-	// Warm up on events of their own (connections, prepared statements).
-	warm := min(500, n/4)
-	closedLoad(ctx, senders, 0, warm, func(ctx context.Context, i int) (int, error) {
-		b := paymentSucceeded(fmt.Sprintf("evt_warm_%d", i), fmt.Sprintf("pi_warm_%d", i), "b_warm", now)
-		return t.post(ctx, "/webhooks/stripe", b, map[string]string{"Stripe-Signature": payments.Sign(b, benchWebhookSecret, now)})
-	})
-	if err := waitQueued(ctx, insp, tasks.QueueCritical, warm); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
-	}
 	mt := newMeter(ctx, st.db, st.rc).watch("api", apiProc)
 	s := mt.sample(ctx)
+	m0, _ := scrape(ctx, base+"/metrics")
 	act := watchActivity(ctx, st.db)
 	res := closedLoad(ctx, senders, 0, n, deliver)
 	backends := act.finish()
+	m1, _ := scrape(ctx, base+"/metrics")
 	use := mt.since(ctx, s)
 	if bad := res.unexpected(http.StatusOK); bad > 0 {
 		return nil, fmt.Errorf("%d deliveries not answered 200: %s", bad, res.answers())
@@ -106,11 +121,14 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 
 	rate, p99, p50 := res.rate(), percentile(res.lat, 0.99), percentile(res.lat, 0.5)
 	rows := []Row{
+		{Metric: fmt.Sprintf("concurrency sweep (%s each); knee: %d", sweepDur, senders), Value: describeSweep(sweep)},
 		{Metric: fmt.Sprintf("ingestion events/s (%d signed events, %d senders)", n, senders), Value: fmt.Sprintf("%.0f/s", rate),
 			Baseline: fmt.Sprintf("raw asynq Enqueue %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
 			Target: "≥ 5000/s", Verdict: verdict(rate >= 5000)},
 		{Metric: "ingestion p99", Value: msPrecise(p99), Baseline: "-", Target: "< 25 ms", Verdict: verdict(p99 < 25*time.Millisecond)},
 		{Metric: "ingestion p50", Value: msPrecise(p50)},
+		{Metric: "  server-side time (API's histogram)", Value: histogramShares(m0, m1,
+			"rentalportal_http_request_duration_seconds", `route="/webhooks/stripe"`)},
 		{Metric: "  events per transaction (group commit)", Value: fmt.Sprintf("%.1f", float64(n)/float64(max(use.xacts, 1))),
 			Baseline: "PostgreSQL " + use.perOp(n)},
 		{Metric: "  CPU cores busy", Value: use.cores()},
@@ -123,8 +141,20 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 		return rows, ctx.Err()
 	}
 
-	// Webhook → booking confirmed, with a worker.
-	w, err := st.startWorker(ctx, nil)
+	// Webhook → booking confirmed, with a worker; first asynq's own
+	// latency at the same rates (before the worker takes the queues).
+	floorLoaded, err := queueLatency(ctx, st.rc, 10*time.Millisecond, time.Duration(float64(time.Second)/e2eRate), min(e2eN, 400))
+	if err != nil {
+		return rows, err
+	}
+	floorIdle, err := queueLatency(ctx, st.rc, 10*time.Millisecond, 100*time.Millisecond, min(trickleN, 20))
+	if err != nil {
+		return rows, err
+	}
+	if err := st.rc.FlushDB(ctx).Err(); err != nil {
+		return rows, err
+	}
+	w, wBase, err := st.startWorker(ctx, nil)
 	if err != nil {
 		return rows, err
 	}
@@ -132,13 +162,14 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 	if err != nil {
 		return rows, err
 	}
-	e2e := &endToEnd{st: st, t: t, m: m}
+	e2e := &endToEnd{st: st, t: t, m: m, metrics: wBase + "/metrics"}
 	for _, run := range []struct {
 		label string
 		rate  float64
 		n     int
-	}{{fmt.Sprintf("%.0f events/s", e2eRate), e2eRate, e2eN}, {"trickle, one per 500 ms", 2, trickleN}} {
-		r, err := e2e.run(ctx, run.label, run.rate, run.n, w)
+		floor []time.Duration
+	}{{fmt.Sprintf("%.0f events/s", e2eRate), e2eRate, e2eN, floorLoaded}, {"trickle, one per 500 ms", 2, trickleN, floorIdle}} {
+		r, err := e2e.run(ctx, run.label, run.rate, run.n, w, run.floor)
 		if err != nil {
 			return rows, err
 		}
