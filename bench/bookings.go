@@ -72,15 +72,10 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 
 	// Sweep the API's concurrency (this also warms it up), then measure
 	// both at the knee, alternating so that drift hits both.
-	var sweep []sweepPoint
-	for _, c := range candidates {
-		r := closedLoad(ctx, c, sweepDur, 0, gen.send(apiT))
-		if r.n() == 0 {
-			return nil, fmt.Errorf("sweep at %d clients: no answer (%v)", c, r.firstErr)
-		}
-		sweep = append(sweep, sweepPoint{c, r.rate(), percentile(r.lat, 0.99)})
+	sweep, clients, err := sweepClients(ctx, candidates, sweepDur, gen.send(apiT), http.StatusCreated, http.StatusConflict)
+	if err != nil {
+		return nil, err
 	}
-	clients := knee(sweep).clients
 	if r := closedLoad(ctx, clients, 300*time.Millisecond, 0, bareSend(bareT)); r.n() == 0 {
 		return nil, fmt.Errorf("bare handler: no answer (%v)", r.firstErr)
 	}

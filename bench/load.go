@@ -155,6 +155,21 @@ type sweepPoint struct {
 	p99     time.Duration
 }
 
+// sweepClients runs the closed loop for dur at each number of clients and
+// returns the points and the knee; every answer must have one of the
+// want statuses.
+func sweepClients(ctx context.Context, candidates []int, dur time.Duration, send func(ctx context.Context, i int) (int, error), want ...int) ([]sweepPoint, int, error) {
+	var points []sweepPoint
+	for _, c := range candidates {
+		r := closedLoad(ctx, c, dur, 0, send)
+		if r.n() == 0 || r.unexpected(want...) > 0 {
+			return nil, 0, fmt.Errorf("sweep at %d clients: %s", c, r.answers())
+		}
+		points = append(points, sweepPoint{c, r.rate(), percentile(r.lat, 0.99)})
+	}
+	return points, knee(points).clients, nil
+}
+
 // knee picks the least concurrency that gets within 10 % of the best
 // throughput of the sweep: on a closed loop, clients past it mostly add
 // queueing delay (latency grows with them, throughput hardly does).

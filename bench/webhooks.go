@@ -51,15 +51,10 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 		b := paymentSucceeded(fmt.Sprintf("evt_sweep_%d", i), fmt.Sprintf("pi_sweep_%d", i), "b_sweep", now)
 		return t.post(ctx, "/webhooks/stripe", b, map[string]string{"Stripe-Signature": payments.Sign(b, benchWebhookSecret, now)})
 	}
-	var sweep []sweepPoint
-	for _, c := range candidates {
-		r := closedLoad(ctx, c, sweepDur, 0, fresh)
-		if bad := r.unexpected(http.StatusOK); bad > 0 || r.n() == 0 {
-			return nil, fmt.Errorf("sweep at %d senders: %s", c, r.answers())
-		}
-		sweep = append(sweep, sweepPoint{c, r.rate(), percentile(r.lat, 0.99)})
+	sweep, senders, err := sweepClients(ctx, candidates, sweepDur, fresh, http.StatusOK)
+	if err != nil {
+		return nil, err
 	}
-	senders := knee(sweep).clients
 	warm := int(seq.Load())
 	if err := waitQueued(ctx, insp, tasks.QueueCritical, warm); err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
