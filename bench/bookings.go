@@ -84,9 +84,14 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 	var apiRes, bareRes loadStats
 	var apiUse, bareUse usage
 	m0, _ := scrape(ctx, apiBase+"/metrics")
+	var backends string // in the first round
 	for i := 0; i < rounds; i++ {
 		s := mt.sample(ctx)
+		act := watchActivity(ctx, st.db)
 		apiRes.add(closedLoad(ctx, clients, dur, 0, gen.send(apiT)))
+		if b := act.finish(); i == 0 {
+			backends = b
+		}
 		apiUse.add(mt.since(ctx, s))
 		s = mb.sample(ctx)
 		bareRes.add(closedLoad(ctx, clients, dur, 0, bareSend(bareT)))
@@ -131,7 +136,9 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 		{Metric: "answers (every 20th request overlaps an earlier booking)", Value: apiRes.answers() +
 			fmt.Sprintf(" (409: %.1f%%)", 100*float64(conflicts)/float64(max(apiRes.n(), 1))), Baseline: "bare " + bareRes.answers()},
 		{Metric: "CPU cores busy during the run", Value: apiUse.cores(), Baseline: bareUse.cores()},
+		{Metric: "CPU per request", Value: apiUse.cpuPerOp(apiRes.n()), Baseline: bareUse.cpuPerOp(bareRes.n())},
 		{Metric: "PostgreSQL per request", Value: apiUse.perOp(apiRes.n()), Baseline: "bare " + bareUse.perOp(bareRes.n())},
+		{Metric: "PostgreSQL backends (average count by state)", Value: backends},
 		{Metric: fmt.Sprintf("rate limiter off: req/s, p99 (%s)", offDur), Value: fmt.Sprintf("%.0f/s, %s", offRes.rate(),
 			msPrecise(percentile(offRes.lat, 0.99))), Baseline: fmt.Sprintf("limiter on %.0f/s, %s", rps, msPrecise(p99)),
 			Ratio: ratio(offRes.rate(), rps)},

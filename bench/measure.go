@@ -197,6 +197,24 @@ func (u usage) cores() string {
 	return strings.Join(parts, " · ") + fmt.Sprintf(" (of %d)", numCPU())
 }
 
+// cpuPerOp says how much CPU each part spent per operation, e.g.
+// "api 410 µs · postgres 520 µs · redis 70 µs · bench 90 µs".
+func (u usage) cpuPerOp(n int) string {
+	if n <= 0 {
+		return "-"
+	}
+	c := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(n)) }
+	var parts []string
+	for i, name := range u.names {
+		parts = append(parts, name+" "+c(u.procs[i]))
+	}
+	if u.pgLocal {
+		parts = append(parts, "postgres "+c(u.pg))
+	}
+	parts = append(parts, "redis "+c(u.redis), "bench "+c(u.self))
+	return strings.Join(parts, " · ")
+}
+
 // perOp says what PostgreSQL did per operation: write transactions and
 // WAL bytes.
 func (u usage) perOp(n int) string {

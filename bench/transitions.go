@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
@@ -36,7 +35,7 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	client := asynq.NewClientFromRedisClient(st.rc)
 
 	// Baseline first: asynq and a handler that does nothing.
-	baseRate, err := noopThroughput(ctx, st.rc, insp, client, n)
+	baseRate, baseUse, err := noopThroughput(ctx, st, insp, client, n)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -105,7 +104,8 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		{Metric: "  notify tasks the expiries queued behind them, left pending", Value: fmt.Sprint(backlog)},
 		{Metric: "  handler time of booking:expire (worker's histogram)", Value: histogramShares(m0, m1,
 			"rentalportal_task_duration_seconds", `task_type="booking:expire"`)},
-		{Metric: "  CPU cores busy", Value: use.cores()},
+		{Metric: "  CPU cores busy", Value: use.cores(), Baseline: "no-op " + baseUse.cores()},
+		{Metric: "  CPU per task", Value: use.cpuPerOp(n), Baseline: "no-op (asynq alone) " + baseUse.cpuPerOp(n)},
 		{Metric: "  PostgreSQL per expiry", Value: use.perOp(n)},
 		{Metric: "  PostgreSQL backends (average count by state)", Value: backends},
 	}
@@ -173,7 +173,7 @@ func profileTransitions(ctx context.Context, st *stack, m *market, insp *asynq.I
 // noopThroughput measures asynq alone: n tasks that do nothing, waiting in
 // a paused queue, taken by a server configured like the worker's main one
 // (concurrency 20, 10 ms check interval, the platform's queue weights).
-func noopThroughput(ctx context.Context, rc redis.UniversalClient, insp *asynq.Inspector, client *asynq.Client, n int) (float64, error) {
+func noopThroughput(ctx context.Context, st *stack, insp *asynq.Inspector, client *asynq.Client, n int) (float64, usage, error) {
 	var count atomic.Int64
 	all := make(chan struct{})
 	var once sync.Once
@@ -184,30 +184,33 @@ func noopThroughput(ctx context.Context, rc redis.UniversalClient, insp *asynq.I
 		}
 		return nil
 	})
-	srv := asynq.NewServerFromRedisClient(rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
+	srv := asynq.NewServerFromRedisClient(st.rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
 		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel})
 	if err := enqueuePaused(ctx, insp, client, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
 		return asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueDefault)), nil
 	}); err != nil {
-		return 0, err
+		return 0, usage{}, err
 	}
 	if err := srv.Start(mux); err != nil {
-		return 0, err
+		return 0, usage{}, err
 	}
 	defer srv.Shutdown()
 	time.Sleep(200 * time.Millisecond) // its processors are waiting
+	m := newMeter(ctx, st.db, st.rc)
+	s := m.sample(ctx)
 	start := time.Now()
 	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
-		return 0, err
+		return 0, usage{}, err
 	}
 	select {
 	case <-all:
 	case <-time.After(2 * time.Minute):
-		return 0, fmt.Errorf("%d of %d no-op tasks ran", count.Load(), n)
+		return 0, usage{}, fmt.Errorf("%d of %d no-op tasks ran", count.Load(), n)
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, usage{}, ctx.Err()
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	rate := float64(n) / time.Since(start).Seconds()
+	return rate, m.since(ctx, s), nil
 }
 
 // enqueuePaused pauses queue and enqueues n tasks into it from 32
