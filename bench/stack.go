@@ -36,6 +36,7 @@ type stack struct {
 	db       *store.DB
 	rc       redis.UniversalClient
 	client   *asynq.Client
+	insp     *asynq.Inspector
 	dataDir  string
 	procs    []*proc
 }
@@ -69,6 +70,7 @@ func newStack(ctx context.Context, env Env, name string, redisDB int) (*stack, e
 	}
 	s.rc = opt.MakeRedisClient().(redis.UniversalClient)
 	s.client = asynq.NewClientFromRedisClient(s.rc)
+	s.insp = asynq.NewInspectorFromRedisClient(s.rc)
 	if err := s.rc.FlushDB(ctx).Err(); err != nil {
 		s.close()
 		return nil, err

@@ -31,11 +31,10 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		return nil, err
 	}
 	defer st.close()
-	insp := asynq.NewInspectorFromRedisClient(st.rc)
-	client := asynq.NewClientFromRedisClient(st.rc)
+	insp := st.insp
 
 	// Baseline first: asynq and a handler that does nothing.
-	baseRate, baseUse, err := noopThroughput(ctx, st, insp, client, n)
+	baseRate, baseUse, err := noopThroughput(ctx, st, n)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -61,7 +60,7 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 			return nil, err
 		}
 	}
-	if err := enqueuePaused(ctx, insp, client, tasks.QueueDefault, len(msgs), func(i int) (*asynq.Task, error) { return msgs[i].Task() }); err != nil {
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, len(msgs), func(i int) (*asynq.Task, error) { return msgs[i].Task() }); err != nil {
 		return nil, err
 	}
 	mt := newMeter(ctx, st.db, st.rc).watch("worker", w)
@@ -125,7 +124,7 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		if err := st.rc.FlushDB(ctx).Err(); err != nil { // the notify backlog
 			return rows, err
 		}
-		r, err := profileTransitions(ctx, st, m, insp, n, rate)
+		r, err := profileTransitions(ctx, st, m, n, rate)
 		if err != nil {
 			return rows, err
 		}
@@ -136,12 +135,12 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 
 // profileTransitions expires as many bookings again with an in-process
 // twin of the worker under the CPU profiler.
-func profileTransitions(ctx context.Context, st *stack, m *market, insp *asynq.Inspector, n int, realRate float64) (Row, error) {
+func profileTransitions(ctx context.Context, st *stack, m *market, n int, realRate float64) (Row, error) {
 	ids, err := seedPendingBookings(ctx, st.db, m, "tr-twin", n, n, time.Now().Add(-time.Minute))
 	if err != nil {
 		return Row{}, err
 	}
-	if err := enqueuePaused(ctx, insp, st.client, tasks.QueueDefault, n, func(i int) (*asynq.Task, error) {
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, n, func(i int) (*asynq.Task, error) {
 		msg, err := tasks.Encode(tasks.BookingExpire{BookingID: ids[i]})
 		if err != nil {
 			return nil, err
@@ -163,7 +162,7 @@ func profileTransitions(ctx context.Context, st *stack, m *market, insp *asynq.I
 	var waitErr error
 	cmd, err := profileCPU(st.env.Profiles, "transitions-worker", func() {
 		start := time.Now()
-		if waitErr = insp.UnpauseQueue(tasks.QueueDefault); waitErr != nil {
+		if waitErr = st.insp.UnpauseQueue(tasks.QueueDefault); waitErr != nil {
 			return
 		}
 		for time.Since(start) < 2*time.Minute && ctx.Err() == nil {
@@ -184,7 +183,7 @@ func profileTransitions(ctx context.Context, st *stack, m *market, insp *asynq.I
 // noopThroughput measures asynq alone: n tasks that do nothing, waiting in
 // a paused queue, taken by a server configured like the worker's main one
 // (concurrency 20, 10 ms check interval, the platform's queue weights).
-func noopThroughput(ctx context.Context, st *stack, insp *asynq.Inspector, client *asynq.Client, n int) (float64, usage, error) {
+func noopThroughput(ctx context.Context, st *stack, n int) (float64, usage, error) {
 	var count atomic.Int64
 	all := make(chan struct{})
 	var once sync.Once
@@ -197,7 +196,7 @@ func noopThroughput(ctx context.Context, st *stack, insp *asynq.Inspector, clien
 	})
 	srv := asynq.NewServerFromRedisClient(st.rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
 		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel})
-	if err := enqueuePaused(ctx, insp, client, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
 		return asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueDefault)), nil
 	}); err != nil {
 		return 0, usage{}, err
@@ -210,7 +209,7 @@ func noopThroughput(ctx context.Context, st *stack, insp *asynq.Inspector, clien
 	m := newMeter(ctx, st.db, st.rc)
 	s := m.sample(ctx)
 	start := time.Now()
-	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+	if err := st.insp.UnpauseQueue(tasks.QueueDefault); err != nil {
 		return 0, usage{}, err
 	}
 	select {
@@ -251,8 +250,8 @@ func drainedRate(n int, took time.Duration, err error) string {
 
 // enqueuePaused pauses queue and enqueues n tasks into it from 32
 // goroutines; the caller unpauses it to start the clock.
-func enqueuePaused(ctx context.Context, insp *asynq.Inspector, client *asynq.Client, queue string, n int, task func(i int) (*asynq.Task, error)) error {
-	if err := insp.PauseQueue(queue); err != nil {
+func enqueuePaused(ctx context.Context, st *stack, queue string, n int, task func(i int) (*asynq.Task, error)) error {
+	if err := st.insp.PauseQueue(queue); err != nil {
 		return err
 	}
 	var next atomic.Int64
@@ -266,7 +265,7 @@ func enqueuePaused(ctx context.Context, insp *asynq.Inspector, client *asynq.Cli
 			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 				t, err := task(i)
 				if err == nil {
-					_, err = client.EnqueueContext(ctx, t)
+					_, err = st.client.EnqueueContext(ctx, t)
 				}
 				if err != nil {
 					mu.Lock()

@@ -39,8 +39,7 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	insp := asynq.NewInspectorFromRedisClient(st.rc)
-	client := asynq.NewClientFromRedisClient(st.rc)
+	insp, client := st.insp, st.client
 	t := newTarget(base, candidates[len(candidates)-1])
 	defer t.close()
 
