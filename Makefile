@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
+# nomsgpack leaves Gin's MessagePack codec (which we never use) out of the
+# binary: ~2 MiB less idle RSS per process. Every build of the program uses it.
+BUILD_TAGS := nomsgpack
 BIN := bin/rentalportal
 GOBIN := $(shell go env GOPATH)/bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -18,7 +21,7 @@ run: build
 
 ## build: a static binary in bin/
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rentalportal
+	CGO_ENABLED=0 go build -tags $(BUILD_TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rentalportal
 
 ## test: the whole suite against real Redis, PostgreSQL, S3 (versitygw) and stripe-mock
 test:

@@ -118,8 +118,6 @@ func (s *Server) requireUser(c *gin.Context) {
 }
 
 // principal returns the authenticated caller; only valid behind requireUser.
-//
-//lint:ignore U1000 the handlers of the accounts, bookings and uploads issues use it
 func principal(c *gin.Context) Principal {
 	p, _ := c.Get(ctxPrincipal)
 	pr, _ := p.(Principal)

@@ -29,7 +29,6 @@ var statusOf = map[string]int{
 	portal.EUNAVAILABLE:   http.StatusServiceUnavailable,
 	portal.EINTERNAL:      http.StatusInternalServerError,
 	"method_not_allowed":  http.StatusMethodNotAllowed,
-	"not_implemented":     http.StatusNotImplemented,
 }
 
 // ErrorBody is the one error shape of the API.

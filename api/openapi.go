@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -11,21 +10,24 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 	swaggerfiles "github.com/swaggo/files/v2"
 
 	"github.com/rentalportal/portal"
 )
 
-// The OpenAPI document of the whole HTTP surface, maintained by hand. Tests
-// (api/openapitest) hold the code to it: every route is in it, every
-// response matches it.
+// The OpenAPI document of the whole HTTP surface, maintained by hand as
+// openapi.yaml and rendered (validated) into openapi.json by `go generate`;
+// the binary serves the JSON. Tests (api/openapitest) hold the code to it:
+// every route is in it, every response matches it, and the JSON is fresh.
 //
+//go:generate go run ./internal/openapigen
 //go:embed openapi.yaml
 var openAPIYAML []byte
+
+//go:embed openapi.json
+var openAPIJSON []byte
 
 // OpenAPIYAML returns the document as maintained, with its placeholder
 // servers.
@@ -70,37 +72,10 @@ type openAPIDocument struct {
 	csp string
 }
 
-var (
-	parseOnce sync.Once
-	parsed    []byte
-	parseErr  error
-)
-
-// parseOpenAPI parses, validates and renders the embedded document as JSON
-// once per process (about 25 ms): every server shares the result.
-func parseOpenAPI() ([]byte, error) {
-	parseOnce.Do(func() {
-		doc, err := openapi3.NewLoader().LoadFromData(openAPIYAML)
-		if err != nil {
-			parseErr = fmt.Errorf("openapi.yaml: %w", err)
-			return
-		}
-		if err := doc.Validate(context.Background()); err != nil {
-			parseErr = fmt.Errorf("openapi.yaml is not valid OpenAPI: %w", err)
-			return
-		}
-		parsed, parseErr = doc.MarshalJSON()
-	})
-	return parsed, parseErr
-}
-
 // loadOpenAPI renders the document with its servers; an invalid document
 // stops the server from starting.
 func loadOpenAPI(servers []OpenAPIServer) (*openAPIDocument, error) {
-	base, err := parseOpenAPI()
-	if err != nil {
-		return nil, err
-	}
+	base := openAPIJSON
 	connect := []string{"'self'"}
 	out := base
 	if len(servers) > 0 {
@@ -119,6 +94,7 @@ func loadOpenAPI(servers []OpenAPIServer) (*openAPIDocument, error) {
 				connect = append(connect, pu.Scheme+"://"+pu.Host)
 			}
 		}
+		var err error
 		if top["servers"], err = json.Marshal(list); err != nil {
 			return nil, err
 		}

@@ -202,7 +202,3 @@ func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 func (s *Server) Drain() { s.draining.Store(true) }
 
 func errUnavailable(msg string) error { return portal.Errorf(portal.EUNAVAILABLE, "%s", msg) }
-
-func notImplemented(c *gin.Context) {
-	renderError(c, portal.Errorf("not_implemented", "%s %s is not implemented yet", c.Request.Method, c.FullPath()))
-}

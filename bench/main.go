@@ -4,17 +4,19 @@
 // real PostgreSQL (durable: fsync on) and Redis. Benchmarks never run in
 // tests, and tests never assert timings.
 //
-//	go run ./bench [-only startup,idle] [-quick]
+//	go run ./bench [-only startup,idle] [-quick] [-set KEY=VALUE]... [-profile DIR]
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -39,6 +41,13 @@ type Env struct {
 	PGURL    string
 	Quick    bool // shorter runs (smoke-testing the bench itself)
 	Tmp      string
+	// Set is extra configuration for every process of the binary a
+	// scenario starts (-set KEY=VALUE), applied last: to try a setting
+	// (STRIPE_WEBHOOK_BATCH_FLUSHERS, DB_MAX_OPEN_CONNS, ...) on a figure.
+	Set map[string]string
+	// Profiles, if set, is where scenarios write CPU profiles of an
+	// in-process twin of the process under test (-profile DIR).
+	Profiles string
 }
 
 type scenario struct {
@@ -53,32 +62,54 @@ var scenarios = []scenario{
 	{"rss", "idle RSS of each role", benchIdleRSS},
 	{"idle", "idle cost of worker polling on Redis vs. the pickup latency it buys", benchIdlePolling},
 	{"ratelimit", "API overhead of the Redis rate limiter on a cheap authenticated route", benchRateLimit},
+	{"bookings", "booking creation through the real API process (issue 4)", benchBookings},
+	{"transitions", "booking transitions (booking:expire) through the real worker process (issue 4)", benchTransitions},
+	{"webhooks", "Stripe webhook ingestion and webhook → booking confirmed through the real processes (issue 5)", benchWebhooks},
+	{"imaging", "image variants vs. decode, quality, and the worker's memory under a burst of uploads (issue 6)", benchImaging},
 }
 
 func main() {
 	only := flag.String("only", "", "comma-separated scenario names (default: all)")
 	quick := flag.Bool("quick", false, "short runs, to check the bench itself works")
+	serve := flag.String("serve", "", "internal: run a scenario's baseline server (bare-gin) instead")
+	set := map[string]string{}
+	flag.Func("set", "KEY=VALUE: configuration for every process under test (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", s)
+		}
+		set[k] = v
+		return nil
+	})
+	profiles := flag.String("profile", "", "directory for CPU profiles of in-process twins of the processes under test")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *only, *quick); err != nil {
+	if *serve != "" {
+		if err := serveBaseline(ctx, *serve); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, *only, *quick, set, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, only string, quick bool) error {
+func run(ctx context.Context, only string, quick bool, set map[string]string, profiles string) error {
 	tmp, err := os.MkdirTemp("", "rentalportal-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	env := Env{Binary: filepath.Join(tmp, "rentalportal"), RedisURL: os.Getenv("TEST_REDIS_URL"),
-		PGURL: os.Getenv("TEST_DATABASE_URL"), Quick: quick, Tmp: tmp}
+		PGURL: os.Getenv("TEST_DATABASE_URL"), Quick: quick, Tmp: tmp, Set: set, Profiles: profiles}
 	if env.RedisURL == "" || env.PGURL == "" {
 		return fmt.Errorf("TEST_REDIS_URL and TEST_DATABASE_URL must be set: run `make bench`")
 	}
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", env.Binary, "./cmd/rentalportal")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w", "-o", env.Binary, "./cmd/rentalportal")
 	build.Stderr = os.Stderr
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` and the Docker image
 	if err := build.Run(); err != nil {
@@ -92,6 +123,9 @@ func run(ctx context.Context, only string, quick bool) error {
 	}
 	fmt.Printf("Rental Portal benchmarks — %s, %d CPU, Go %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), goVersion())
 	fmt.Println("Each figure is printed beside a baseline measured in the same run; ratio = value / baseline.")
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		fmt.Printf("Processes under test run with %s=%s\n", k, set[k])
+	}
 	failed := 0
 	for _, s := range scenarios {
 		if len(want) > 0 && !want[s.name] {
@@ -112,6 +146,16 @@ func run(ctx context.Context, only string, quick bool) error {
 		return fmt.Errorf("%d scenario(s) failed to run", failed)
 	}
 	return nil
+}
+
+// serveBaseline runs one of the baseline servers scenarios start as
+// processes of their own (this binary, re-executed).
+func serveBaseline(ctx context.Context, name string) error {
+	switch name {
+	case "bare-gin":
+		return serveBareGin(ctx)
+	}
+	return fmt.Errorf("unknown baseline server %q", name)
 }
 
 func printRows(rows []Row) {

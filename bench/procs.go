@@ -10,14 +10,16 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // proc is a child process started by a scenario.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd    *exec.Cmd
+	done   chan struct{}
+	stderr *tailBuffer
 }
 
 func startProc(ctx context.Context, bin string, args []string, env map[string]string) (*proc, error) {
@@ -26,10 +28,12 @@ func startProc(ctx context.Context, bin string, args []string, env map[string]st
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	tail := &tailBuffer{max: 4 << 10}
+	cmd.Stderr = tail
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
+	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: tail}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
@@ -45,19 +49,62 @@ func (p *proc) stop() {
 }
 
 // rss reads the process's resident set size in bytes.
-func (p *proc) rss() (int64, error) {
+func (p *proc) rss() (int64, error) { return p.status("VmRSS") }
+
+// status reads a size field of /proc/<pid>/status (VmRSS, VmHWM, RssAnon,
+// RssFile) in bytes.
+func (p *proc) status(field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			return kb * 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS")
+	return 0, fmt.Errorf("no %s", field)
+}
+
+// pid is the process ID.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// failed describes why a process did not come up, with the end of its log.
+func (p *proc) failed(err error) error {
+	select {
+	case <-p.done:
+		err = fmt.Errorf("%w (exited: %v)", err, p.cmd.ProcessState)
+	default:
+	}
+	if t := strings.TrimSpace(p.stderr.String()); t != "" {
+		err = fmt.Errorf("%w; its log ends:\n%s", err, t)
+	}
+	return err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 func freeAddr() string {

@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +27,7 @@ func TestAllOnEmbeddedDefaults(t *testing.T) {
 	p := Start(t, "all", nil)
 	took := p.WaitStatus("/health/readiness", 200, 5*time.Second)
 	t.Logf("ready %s after the banner", took)
-	out := p.Stdout()
+	out := p.Output()
 	for _, want := range []string{"EMBEDDED SQLite", "EMBEDDED in-process Redis", "LOST when this process stops",
 		"EMBEDDED local folder", "/api/docs", "/monitoring/"} {
 		if !strings.Contains(out, want) {
@@ -49,7 +51,7 @@ func TestAllOnEmbeddedDefaults(t *testing.T) {
 	}
 	took, err := p.Stop(10 * time.Second)
 	if err != nil {
-		t.Fatalf("SIGTERM: exit %v after %s\n%s", err, took, p.Stderr())
+		t.Fatalf("SIGTERM: exit %v after %s\n%s", err, took, p.Output())
 	}
 	t.Logf("stopped in %s", took)
 }
@@ -133,9 +135,10 @@ func TestSchedulerProcessesEnqueueOncePerTick(t *testing.T) {
 	r := testkit.RedisDB(t)
 	env := map[string]string{"REDIS_URL": r.URL, "CRON_BOOKINGS_TICK": "* * * * * *", "CRON_MAINTENANCE_SWEEP": "*/5 * * * * *",
 		"CRON_PAYMENTS_RECONCILE": "*/10 * * * * *", "CRON_MAINTENANCE_CLEANUP": "0 0 0 1 1 *"}
-	start := time.Now()
 	a := Start(t, "scheduler", env)
 	b := Start(t, "scheduler", env)
+	// From here both run (Start may have had to build the binary first).
+	start := time.Now()
 	time.Sleep(soak)
 	a.Stop(10 * time.Second)
 	b.Stop(10 * time.Second)
@@ -188,11 +191,45 @@ func TestSchedulerProcessesEnqueueOncePerTick(t *testing.T) {
 func TestRolesNeedRedis(t *testing.T) {
 	t.Parallel()
 	for _, role := range []string{"api", "worker", "scheduler", "dashboard"} {
-		cmd := exec.CommandContext(context.Background(), binary, role)
+		cmd := exec.CommandContext(context.Background(), testkit.Binary(t), role)
 		cmd.Env = []string{"DATA_DIR=" + filepath.Join(t.TempDir(), "d")}
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "REDIS_URL is required") {
 			t.Errorf("%s without REDIS_URL: %v %s", role, err, out)
 		}
 	}
+}
+
+// TestSecurityEventsReachMetrics: a request that matches an injection
+// pattern is served (patterns never block alone) but logged as a security
+// event and counted in /metrics, where an alert can see it.
+func TestSecurityEventsReachMetrics(t *testing.T) {
+	t.Parallel()
+	p := Start(t, "all", nil)
+	p.WaitStatus("/health/readiness", 200, 5*time.Second)
+	if code := p.Get("/api/v1/listings?q=%27+OR+1%3D1--", nil); code != 200 {
+		t.Fatalf("probe answered %d; a pattern alone must not block", code)
+	}
+	resp, err := http.Get(p.Base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `rentalportal_security_events_total{kind="suspicious_request"} 1`) {
+		t.Fatalf("/metrics lacks the suspicious request:\n%s", grepLines(string(body), "security"))
+	}
+	if !strings.Contains(p.Output(), "security=true") || !strings.Contains(p.Output(), "event=suspicious_request") {
+		t.Fatalf("no security log line:\n%s", p.Output())
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

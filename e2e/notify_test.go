@@ -43,7 +43,7 @@ func TestEmbeddedMailWritesEMLFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := Start(t, "all", map[string]string{"DATA_DIR": dir, "BCRYPT_COST": "4"})
-	if out := p.Stdout(); !strings.Contains(out, "Mail:       EMBEDDED .eml files under "+filepath.Join(dir, "mail")) {
+	if out := p.Output(); !strings.Contains(out, "Mail:       EMBEDDED .eml files under "+filepath.Join(dir, "mail")) {
 		t.Fatalf("banner:\n%s", out)
 	}
 	p.WaitStatus("/health/readiness", 200, 5*time.Second)
@@ -75,7 +75,7 @@ func TestEmbeddedMailWritesEMLFiles(t *testing.T) {
 	if !strings.HasPrefix(subject, "Complete your payment: Cargo bike") || !strings.Contains(text, "EUR 50.00") {
 		t.Fatalf("eml (subject %q):\n%s", subject, raw)
 	}
-	logs := p.Stderr()
+	logs := p.Output()
 	if !strings.Contains(logs, "mail written") || !strings.Contains(logs, files[0]) {
 		t.Fatalf("no log line for the email:\n%s", logs)
 	}
@@ -96,7 +96,7 @@ func TestWorkerProcessSendsOverSMTP(t *testing.T) {
 	api := Start(t, "api", env)
 	api.WaitStatus("/health/readiness", 200, 5*time.Second)
 	worker := Start(t, "worker", env)
-	if out := worker.Stdout(); !strings.Contains(out, "Mail:       SMTP "+srv.Addr) {
+	if out := worker.Output(); !strings.Contains(out, "Mail:       SMTP "+srv.Addr) {
 		t.Fatalf("worker banner:\n%s", out)
 	}
 	_, renter, b := ListingAndBooking(t, api.Base, 3, 2)

@@ -42,6 +42,8 @@ type Registry struct {
 	tasksRetried   *prometheus.CounterVec
 	tasksArchived  *prometheus.CounterVec
 	taskDuration   *prometheus.HistogramVec
+
+	securityEvents *prometheus.CounterVec
 }
 
 // Options describe the process for the build-info metric.
@@ -96,10 +98,17 @@ func New(opt Options) *Registry {
 		Help:    "Time one task attempt took in its handler, by task type and queue.",
 		Buckets: taskBuckets,
 	}, taskLabels)
+	r.securityEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "security", Name: "events_total",
+		Help: "Security events by kind: auth_failure_burst, blocked, rate_limited, suspicious_request, signature_failure, account_throttled, limiter_unavailable.",
+	}, []string{"kind"})
 	r.reg.MustRegister(build, r.httpRequests, r.httpDuration,
-		r.tasksProcessed, r.tasksFailed, r.tasksRetried, r.tasksArchived, r.taskDuration)
+		r.tasksProcessed, r.tasksFailed, r.tasksRetried, r.tasksArchived, r.taskDuration, r.securityEvents)
 	return r
 }
+
+// Event counts one security event of kind (security.Observer).
+func (r *Registry) Event(kind string) { r.securityEvents.WithLabelValues(kind).Inc() }
 
 // Prometheus returns the underlying registry (tests gather from it).
 func (r *Registry) Prometheus() *prometheus.Registry { return r.reg }

@@ -31,6 +31,15 @@ var patterns = []struct {
 // injection or SQL injection probe, and which. Bodies are not inspected.
 func Suspicious(target string) (kind string, ok bool) {
 	s := strings.ToLower(target)
+	if !mayMatch(s) {
+		return "", false
+	}
+	return match(s)
+}
+
+// match runs the patterns over the lowercased target and up to two rounds
+// of its percent-decoding.
+func match(s string) (kind string, ok bool) {
 	for round := 0; round < 3; round++ {
 		norm := strings.ReplaceAll(s, "/**/", " ")
 		for _, p := range patterns {
@@ -45,6 +54,17 @@ func Suspicious(target string) (kind string, ok bool) {
 		s = strings.ToLower(next)
 	}
 	return "", false
+}
+
+// mayMatch is the cheap test in front of the patterns, run on every
+// request: each pattern needs one of these characters (or an escape that
+// could decode into one) or one of these words, and an ordinary API path
+// ("/api/v1/bookings/01f3…") has none, so the regular expressions run only
+// on requests that could match them.
+func mayMatch(lower string) bool {
+	return strings.ContainsAny(lower, ".'<;%+(=: \t\x00\\") || strings.Contains(lower, "/etc/") ||
+		strings.Contains(lower, "/proc/self/") || strings.Contains(lower, "information_schema") ||
+		strings.Contains(lower, "xp_cmdshell")
 }
 
 // unescape decodes %XX sequences and '+' leniently: invalid sequences stay

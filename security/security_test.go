@@ -109,3 +109,18 @@ func TestAuthFailureBurst(t *testing.T) {
 	var nilMonitor *Monitor
 	nilMonitor.SignatureFailure(ctx, "x") // a nil monitor does nothing
 }
+
+// FuzzPrefilterIsSound: the cheap test in front of the patterns never hides
+// a match — whatever the patterns find, mayMatch lets through.
+func FuzzPrefilterIsSound(f *testing.F) {
+	for _, s := range []string{"/api/v1/bookings", "/x?q=' or 1=1--", "/%2e%2e/etc/passwd", "/a/<script>", "/union%20select",
+		"/information_schema", "/etc/passwd", "/proc/self/environ", "/x?a=javascript:1", "/a/..%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		lower := strings.ToLower(target)
+		if kind, ok := match(lower); ok && !mayMatch(lower) {
+			t.Fatalf("%q matches %s but the prefilter skips it", target, kind)
+		}
+	})
+}

@@ -24,16 +24,12 @@ var bookingEventTypes = map[booking.Event]event.Type{
 	booking.DisputeLost:      event.BookingDisputeClosed,
 }
 
-// recordBookingEvent records the domain event of an applied transition of
-// b (already in its new state), if it has one.
-func recordBookingEvent(ctx context.Context, q Queryer, b *Booking, from booking.Status, ev booking.Event, src Source) ([]tasks.Message, error) {
+// bookingEvent is the domain event of an applied transition of b (already
+// in its new state), if the transition concerns anyone.
+func bookingEvent(b *Booking, l listing, from booking.Status, ev booking.Event, src Source) (event.Event, bool) {
 	typ, ok := bookingEventTypes[ev]
 	if !ok {
-		return nil, nil
-	}
-	l, err := listingFacts(ctx, q, b.ListingID)
-	if err != nil {
-		return nil, err
+		return event.Event{}, false
 	}
 	d := bookingData(b, l)
 	d.FromStatus = string(from)
@@ -52,11 +48,11 @@ func recordBookingEvent(ctx context.Context, q Queryer, b *Booking, from booking
 	case booking.DisputeLost:
 		d.Outcome = event.DisputeLost
 	}
-	return RecordEvent(ctx, q, event.Event{Type: typ, SubjectType: event.SubjectBooking, SubjectID: b.ID,
-		Data: d, OccurredAt: b.UpdatedAt})
+	return event.Event{ID: NewID(), Type: typ, SubjectType: event.SubjectBooking, SubjectID: b.ID,
+		Data: d, OccurredAt: b.UpdatedAt}, true
 }
 
-// listing is what a booking's messages need of its listing.
+// listing is what a booking's event says of its listing.
 type listing struct {
 	Title    string `db:"title"`
 	TimeZone string `db:"timezone"`

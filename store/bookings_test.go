@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/rentalportal/portal"
@@ -90,6 +91,78 @@ func TestLatePaymentCannotReviveOntoTakenDates(t *testing.T) {
 		b, _ := store.GetBooking(ctx, db, id)
 		if b.Status != booking.Expired {
 			t.Fatalf("status = %s, want expired", b.Status)
+		}
+	})
+}
+
+// TestTransitionBookingRaces: the same transition of one booking races with
+// itself (a task delivered twice, or the tick and the sweeper); exactly one
+// applies, with one history row and one domain event; the loser sees a
+// conflict and wrote nothing. On PostgreSQL this is the two-round-trip path with no explicit
+// transaction, held together by the compare-and-set.
+func TestTransitionBookingRaces(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		userID, listingID := seedUserAndListing(t, db)
+		for round := 0; round < 10; round++ {
+			start := fmt.Sprintf("2031-%02d-01", round+1)
+			if err := insertBooking(ctx, db, listingID, userID, start, fmt.Sprintf("2031-%02d-03", round+1), "pending_payment"); err != nil {
+				t.Fatal(err)
+			}
+			id := bookingID(t, db, listingID, start)
+			errs := make(chan error, 2)
+			for range 2 {
+				ev := booking.Expire
+				go func() {
+					_, err := store.TransitionBooking(ctx, db, id, ev, store.Source{Kind: store.SourceTask}, nil)
+					errs <- err
+				}()
+			}
+			won := 0
+			for range 2 {
+				err := <-errs
+				switch {
+				case err == nil:
+					won++
+				case portal.ErrorCode(err) != portal.ECONFLICT:
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			var hist, events int
+			_ = store.Get(ctx, db, &hist, `SELECT count(*) FROM booking_history WHERE booking_id = ?`, id)
+			_ = store.Get(ctx, db, &events, `SELECT count(*) FROM domain_events WHERE subject_id = ?`, id)
+			if won != 1 || hist != 1 || events != 1 {
+				t.Fatalf("round %d: %d won, %d history rows, %d events; want 1 each", round, won, hist, events)
+			}
+		}
+	})
+}
+
+// TestTransitionBookingCheck: a check that refuses stops the transition
+// before anything is written.
+func TestTransitionBookingCheck(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		userID, listingID := seedUserAndListing(t, db)
+		if err := insertBooking(ctx, db, listingID, userID, "2032-01-01", "2032-01-02", "pending_payment"); err != nil {
+			t.Fatal(err)
+		}
+		id := bookingID(t, db, listingID, "2032-01-01")
+		stop := errors.New("not yet")
+		if _, err := store.TransitionBooking(ctx, db, id, booking.Expire, store.Source{Kind: store.SourceTask},
+			func(*store.Booking) error { return stop }); !errors.Is(err, stop) {
+			t.Fatalf("err = %v, want the check's", err)
+		}
+		b, err := store.TransitionBooking(ctx, db, id, booking.Expire, store.Source{Kind: store.SourceTask}, nil)
+		if err != nil || b.Status != booking.Expired || len(b.Outbox) == 0 {
+			t.Fatalf("expire: %+v %v (its notify tasks must come back to publish)", b, err)
+		}
+		var outbox int
+		_ = store.Get(ctx, db, &outbox, `SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`)
+		if outbox != len(b.Outbox) {
+			t.Fatalf("%d notify outbox rows, returned %d", outbox, len(b.Outbox))
 		}
 	})
 }

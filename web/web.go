@@ -19,6 +19,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -72,9 +73,12 @@ type Deps struct {
 
 // Console serves the operator console.
 type Console struct {
-	cfg      Config
-	deps     Deps
-	log      *slog.Logger
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	// Asynqmon, built on first use: a process that only checks operator
+	// credentials (the api role) never pays for it.
+	monOnce  sync.Once
 	full     *asynqmon.HTTPHandler
 	readOnly *asynqmon.HTTPHandler
 	users    *userSet
@@ -111,10 +115,6 @@ func New(cfg Config, deps Deps) (*Console, error) {
 		users:    newUserSet(cfg.Users),
 		sessions: &sessions{key: cfg.SessionKey, ttl: cfg.SessionTTL, now: time.Now},
 		brake:    &brake{rdb: deps.Redis, max: cfg.MaxLoginFailures, window: cfg.LoginFailureWindow},
-		// Two Asynqmons: viewers get the read-only one, whose UI hides every
-		// action (and whose API refuses them too, behind our own 403).
-		full:     asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: deps.Queues}),
-		readOnly: asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: deps.Queues, ReadOnly: true}),
 	}
 	if len(cfg.Users) == 0 {
 		c.log.Warn("no operator users configured (OPERATOR_USERS): nobody can open the dashboard")
@@ -122,9 +122,25 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	return c, nil
 }
 
-// Close releases Asynqmon's Redis connections.
+// monitors returns the two Asynqmons, building them on first use: viewers
+// get the read-only one, whose UI hides every action (and whose API refuses
+// them too, behind our own 403).
+func (c *Console) monitors() (full, readOnly *asynqmon.HTTPHandler) {
+	c.monOnce.Do(func() {
+		c.full = asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: c.deps.Queues})
+		c.readOnly = asynqmon.New(asynqmon.Options{RootPath: RootPath, RedisConnOpt: c.deps.Queues, ReadOnly: true})
+	})
+	return c.full, c.readOnly
+}
+
+// Close releases Asynqmon's Redis connections, if it was ever used.
 func (c *Console) Close() error {
-	return errors.Join(c.full.Close(), c.readOnly.Close())
+	var err error
+	c.monOnce.Do(func() {}) // nothing is built after Close
+	if c.full != nil {
+		err = errors.Join(c.full.Close(), c.readOnly.Close())
+	}
+	return err
 }
 
 // ServeHTTP implements http.Handler.
@@ -199,10 +215,11 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 		// browser may keep them (privately: they are behind the login).
 		w.Header().Set("Cache-Control", "private, max-age=86400")
 	}
+	full, readOnly := c.monitors()
 	if isSafeMethod(r.Method) {
-		h := c.full
+		h := full
 		if op.Role != RoleOperator {
-			h = c.readOnly
+			h = readOnly
 		}
 		if isAPI {
 			securityHeaders(w, cspJSON)
@@ -234,7 +251,7 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) {
 	default:
 		securityHeaders(w, cspJSON)
 		rec := &statusRecorder{ResponseWriter: w}
-		c.full.ServeHTTP(&assetTypes{ResponseWriter: rec, path: r.URL.Path, fallback: "application/json; charset=utf-8"}, r)
+		full.ServeHTTP(&assetTypes{ResponseWriter: rec, path: r.URL.Path, fallback: "application/json; charset=utf-8"}, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jmoiron/sqlx"
 
 	"github.com/rentalportal/portal/booking"
 	"github.com/rentalportal/portal/store"
@@ -27,55 +26,50 @@ func (w *Worker) expireBooking(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	b, err := store.GetBooking(ctx, w.deps.DB, p.BookingID)
-	if err != nil {
-		return err
-	}
-	if b.Status != booking.PendingPayment {
-		w.log.DebugContext(ctx, "booking moved on: nothing to expire", "booking_id", b.ID, "status", b.Status)
-		return nil
-	}
-	if now := time.Now(); now.Before(b.ExpiresAt) {
-		return fmt.Errorf("booking %s expires at %s, not yet (now %s)", b.ID,
-			b.ExpiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
-	}
 	taskID, _ := asynq.GetTaskID(ctx)
-	moved, err := w.transition(ctx, b.ID, booking.Expire, store.Source{Kind: store.SourceTask, Ref: taskID})
+	moved, err := w.transition(ctx, p.BookingID, booking.Expire, store.Source{Kind: store.SourceTask, Ref: taskID},
+		func(b *store.Booking) error {
+			if b.Status != booking.PendingPayment {
+				return errMovedOn
+			}
+			if now := time.Now(); now.Before(b.ExpiresAt) {
+				return fmt.Errorf("booking %s expires at %s, not yet (now %s)", b.ID,
+					b.ExpiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+			}
+			return nil
+		})
 	if err != nil {
 		return err
 	}
 	if !moved {
-		w.log.DebugContext(ctx, "booking moved on while expiring it", "booking_id", b.ID)
+		w.log.DebugContext(ctx, "booking moved on: nothing to expire", "booking_id", p.BookingID)
 		return nil
 	}
-	w.log.InfoContext(ctx, "booking expired unpaid", "booking_id", b.ID)
+	w.log.InfoContext(ctx, "booking expired unpaid", "booking_id", p.BookingID)
 	return nil
 }
 
-// transition applies one event to one booking in its own transaction. moved
-// is false, with no error, when the booking was no longer in a state the
-// event applies to (it moved on: the work is done or moot).
-// The transition's outbox messages (its domain event's notify tasks) are
-// published after commit.
-func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source) (moved bool, err error) {
-	var msgs []tasks.Message
-	err = w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
-		b, err := store.ApplyBookingEvent(ctx, tx, id, ev, src)
-		if err != nil {
-			return err
-		}
-		msgs = b.Outbox
-		return nil
-	})
+// errMovedOn is a transition's check saying the booking is past the event:
+// the work is done or moot.
+var errMovedOn = errors.New("booking moved on")
+
+// transition applies one event to one booking as a unit of work of its own
+// (store.TransitionBooking: two round trips on PostgreSQL). check, if set,
+// vets the booking as read. moved is false, with no error, when the booking
+// was no longer in a state the event applies to (it moved on: the work is
+// done or moot). The transition's outbox messages (its domain event's
+// notify tasks) are published after it is written.
+func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source, check func(*store.Booking) error) (moved bool, err error) {
+	b, err := store.TransitionBooking(ctx, w.deps.DB, id, ev, src, check)
 	var ill *booking.IllegalTransition
-	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) {
+	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) || errors.Is(err, errMovedOn) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("booking %s %s: %w", id, ev, err)
 	}
-	if len(msgs) > 0 {
-		w.deps.Relay.Publish(ctx, msgs...)
+	if len(b.Outbox) > 0 {
+		w.deps.Relay.Publish(ctx, b.Outbox...)
 	}
 	return true, nil
 }
@@ -124,7 +118,7 @@ func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find boo
 			if err := ctx.Err(); err != nil {
 				return moved, err
 			}
-			ok, err := w.transition(ctx, id, ev, src)
+			ok, err := w.transition(ctx, id, ev, src, nil)
 			if err != nil {
 				errs = append(errs, err)
 				continue

@@ -288,8 +288,15 @@ func failureReason(err error, maxPixels int64) string {
 func (w *Worker) imageServer(rc redis.UniversalClient, base asynq.Config) *asynq.Server {
 	base.Concurrency = w.cfg.Images.Concurrency
 	base.Queues = map[string]int{tasks.QueueImages: 1}
+	// A thumbnail takes a few hundred milliseconds: picking it up 50 ms
+	// later on average is not worth polling Redis a hundred times a second
+	// beside the main server.
+	base.TaskCheckInterval = max(base.TaskCheckInterval, imageTaskCheckInterval)
 	return asynq.NewServerFromRedisClient(rc, base)
 }
+
+// imageTaskCheckInterval is the image server's idle polling interval (at least).
+const imageTaskCheckInterval = 100 * time.Millisecond
 
 // mainQueues are the queues of the main server: all but images.
 func mainQueues() map[string]int {

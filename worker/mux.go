@@ -1,9 +1,6 @@
 package worker
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/hibiken/asynq"
 
 	"github.com/rentalportal/portal/tasks"
@@ -28,8 +25,4 @@ func (w *Worker) Mux() *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeNotifyEmail, w.notifyEmail)
 	mux.HandleFunc(tasks.TypeNotifyInApp, w.notifyInApp)
 	return mux
-}
-
-func notYet(_ context.Context, t *asynq.Task) error {
-	return fmt.Errorf("%s has no handler yet: %w", t.Type(), asynq.SkipRetry)
 }

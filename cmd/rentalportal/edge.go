@@ -17,13 +17,13 @@ import (
 // with timeouts as short as RATE_LIMIT_REDIS_TIMEOUT: every request waits
 // on it, so a hung Redis must cost milliseconds (then fail open), not the
 // seconds the queue client may wait.
-func (p *platform) edgeDeps(deps *api.Deps) error {
+func (p *platform) edgeDeps(deps *api.Deps, events security.Observer) error {
 	rdb, err := edgeRedis(p.redisOpt, p.cfg.RateLimitTimeout)
 	if err != nil {
 		return err
 	}
 	p.closers = append(p.closers, rdb.Close)
-	deps.Security = security.New(p.log, nil, rdb, security.Config{
+	deps.Security = security.New(p.log, events, rdb, security.Config{
 		BurstCount: p.cfg.AuthFailureBurst.Count, BurstWindow: p.cfg.AuthFailureBurst.Window,
 		Timeout: p.cfg.RateLimitTimeout,
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/rentalportal/portal/logging"
 	"github.com/rentalportal/portal/payments"
 	"github.com/rentalportal/portal/relay"
+	"github.com/rentalportal/portal/security"
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/web"
 	"github.com/rentalportal/portal/worker"
@@ -129,7 +130,11 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 	}
 	if runAPI {
 		deps := p.apiDeps()
-		if err := p.edgeDeps(&deps); err != nil {
+		var events security.Observer
+		if reg != nil {
+			events = reg
+		}
+		if err := p.edgeDeps(&deps, events); err != nil {
 			return err
 		}
 		deps.Webhooks, deps.Inbox = p.webhookInbox()

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,33 +23,6 @@ import (
 	"github.com/rentalportal/portal/store"
 	"github.com/rentalportal/portal/tasks"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// binary builds the real program once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rentalportal-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "rentalportal")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -177,7 +149,7 @@ func TestStorm(t *testing.T) {
 		t.Skip("storm: starts processes and waits for asynq's recovery")
 	}
 	t.Parallel()
-	bin := binary(t)
+	bin := testkit.Binary(t)
 	dbURL := testkit.PostgresSchemaURL(t)
 	rd := testkit.RedisDB(t)
 	addr := freeAddr(t)

@@ -21,6 +21,11 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+// ErrCutOff, returned by an OnData hook, drops that one connection in the
+// middle of DATA, before the message is taken in (a crash as that client
+// sees it); other connections go on.
+var ErrCutOff = errors.New("smtptest: connection cut off during DATA")
+
 // Message is one message the server accepted.
 type Message struct {
 	From      string
@@ -134,8 +139,9 @@ func (s *Server) RejectRecipient(addr string, code int) {
 }
 
 // OnData sets a hook run when a message's DATA arrives, before the server
-// accepts it; a non-nil error refuses the message with it. n counts DATA
-// commands since Start, from 1.
+// accepts it; a non-nil error refuses the message with it (ErrCutOff:
+// drops the connection instead of answering). n counts DATA commands since
+// Start, from 1.
 func (s *Server) OnData(hook func(n int) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -182,10 +188,13 @@ func (s *Server) Wait(n int, within time.Duration) []Message {
 
 type backend struct{ s *Server }
 
-func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, conn: c}, nil
+}
 
 type session struct {
 	s      *Server
+	conn   *smtp.Conn
 	from   string
 	to     []string
 	authed bool
@@ -246,6 +255,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	if hook != nil {
 		if err := hook(n); err != nil {
+			if errors.Is(err, ErrCutOff) {
+				_ = ss.conn.Conn().Close()
+			}
 			return err
 		}
 	}

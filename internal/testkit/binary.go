@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "rentalportal")
-		cmd := exec.Command("go", "build", "-o", buildPath, "-ldflags", "-X main.version=test",
+		// Built as `make build` builds it (tags included).
+		cmd := exec.Command("go", "build", "-tags", "nomsgpack", "-o", buildPath, "-ldflags", "-X main.version=test",
 			"github.com/rentalportal/portal/cmd/rentalportal")
 		cmd.Dir = RepoRoot(t)
 		out, err := cmd.CombinedOutput()
@@ -79,9 +81,43 @@ func ArtifactsDir(t testing.TB, name string) string {
 // Process is a running rentalportal.
 type Process struct {
 	// URLs are the banner's links by name ("API", "Swagger UI", "Dashboard",
-	// "Home", "Metrics", "Health").
+	// "Home", "Metrics", "Health", "Probes").
 	URLs   map[string]string
 	output *SyncBuffer
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error // the exit status, once done is closed
+}
+
+// Stop sends SIGTERM and waits up to timeout for the process to exit; it
+// returns how long that took and the exit error (nil: exit code 0).
+func (p *Process) Stop(timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return time.Since(start), p.err
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return time.Since(start), fmt.Errorf("did not exit within %s", timeout)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to die.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Exited reports whether the process has exited, and with what.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
 }
 
 // Output is what the process printed so far (stdout and stderr).
@@ -124,8 +160,7 @@ func Start(t testing.TB, role string, env map[string]string) *Process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	p := &Process{URLs: map[string]string{}, output: out}
+	p := &Process{URLs: map[string]string{}, output: out, cmd: cmd, done: make(chan struct{})}
 	ready := make(chan struct{})
 	var urlsMu sync.Mutex
 	go func() {
@@ -144,14 +179,10 @@ func Start(t testing.TB, role string, env map[string]string) *Process {
 			}
 		}
 	}()
-	go func() { exited <- cmd.Wait() }()
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+		if exited, _ := p.Exited(); !exited {
+			_, _ = p.Stop(15 * time.Second)
 		}
 		if t.Failed() {
 			t.Logf("rentalportal %s output:\n%s", role, out.String())
@@ -161,13 +192,34 @@ func Start(t testing.TB, role string, env map[string]string) *Process {
 	defer cancel()
 	select {
 	case <-ready:
-	case err := <-exited:
-		exited <- err
-		t.Fatalf("rentalportal %s exited before it was ready: %v\n%s", role, err, out.String())
+	case <-p.done:
+		t.Fatalf("rentalportal %s exited before it was ready: %v\n%s", role, p.err, out.String())
 	case <-ctx.Done():
 		t.Fatalf("rentalportal %s not ready after 60s:\n%s", role, out.String())
 	}
 	urlsMu.Lock()
 	defer urlsMu.Unlock()
 	return p
+}
+
+// WaitStatus polls url until it answers want, failing the test after
+// timeout; it returns how long it took.
+func WaitStatus(t testing.TB, url string, want int, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	client := &http.Client{Timeout: 3 * time.Second}
+	last := 0
+	for time.Since(start) < timeout {
+		resp, err := client.Get(url)
+		if err == nil {
+			last = resp.StatusCode
+			resp.Body.Close()
+			if last == want {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered %d within %s (last %d)", url, want, timeout, last)
+	return 0
 }

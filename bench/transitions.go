@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
+)
+
+// benchTransitions: booking:expire tasks for pending bookings whose
+// deadline has passed, processed by the real `rentalportal worker` process
+// (the real handler: read the booking, compare-and-set it to expired with
+// its history row, domain event and notify outbox rows in one transaction,
+// publish the notify tasks), beside a bare asynq server with a no-op
+// handler over the same Redis, same concurrency and queues, in this
+// process. Each side's tasks wait in a paused queue until the clock
+// starts, so the figure is processing alone, not enqueueing.
+func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
+	n := 20000
+	if env.Quick {
+		n = 2000
+	}
+	st, err := newStack(ctx, env, "bench_transitions", 12)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	insp := st.insp
+
+	// Baseline first: asynq and a handler that does nothing.
+	baseRate, baseUse, err := noopThroughput(ctx, st, n)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if err := st.rc.FlushDB(ctx).Err(); err != nil {
+		return nil, err
+	}
+
+	m, err := seedMarket(ctx, st.db, "tr", 64, 2000)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := seedPendingBookings(ctx, st.db, m, "tr-b", 0, n, time.Now().Add(-time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	w, wBase, err := st.startWorker(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]tasks.Message, len(ids))
+	for i, id := range ids {
+		if msgs[i], err = tasks.Encode(tasks.BookingExpire{BookingID: id}); err != nil {
+			return nil, err
+		}
+	}
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, len(msgs), func(i int) (*asynq.Task, error) { return msgs[i].Task() }); err != nil {
+		return nil, err
+	}
+	mt := newMeter(ctx, st.db, st.rc).watch("worker", w)
+	done0 := processedTotal(insp)
+	s := mt.sample(ctx)
+	m0, _ := scrape(ctx, wBase+"/metrics")
+	act := watchActivity(ctx, st.db)
+	start := time.Now()
+	if err := insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+		return nil, err
+	}
+	var expired int
+	for {
+		if err := store.Get(ctx, st.db, &expired, `SELECT count(*) FROM bookings WHERE status = 'expired'`); err != nil {
+			return nil, err
+		}
+		if expired == n || time.Since(start) > 2*time.Minute || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	backends := act.finish()
+	use := mt.since(ctx, s)
+	m1, _ := scrape(ctx, wBase+"/metrics")
+	if expired < n {
+		return nil, fmt.Errorf("only %d of %d bookings expired after %s", expired, n, took.Round(time.Second))
+	}
+	all := processedTotal(insp) - done0
+	backlog := 0
+	if info, err := insp.GetQueueInfo(tasks.QueueDefault); err == nil {
+		backlog = info.Pending
+	}
+	rate := float64(n) / took.Seconds()
+	// The notifications the expiries asked for are work too: wait for
+	// them (at most 2 minutes) for the rate the worker can sustain.
+	drained, drainErr := waitDrained(ctx, insp, tasks.QueueDefault, start, 2*time.Minute)
+	m2, _ := scrape(ctx, wBase+"/metrics")
+	rows := []Row{
+		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency 20)", n), Value: fmt.Sprintf("%.0f/s", rate),
+			Baseline: fmt.Sprintf("asynq no-op handler %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
+			Target: "≥ 3000/s", Verdict: verdict(rate >= 3000)},
+		{Metric: "  tasks of any type processed meanwhile", Value: fmt.Sprintf("%d (%.0f/s)", all, float64(all)/took.Seconds())},
+		{Metric: "  notify tasks the expiries queued behind them, left pending", Value: fmt.Sprint(backlog)},
+		{Metric: "  expiries/s with their notify tasks done too", Value: drainedRate(n, drained, drainErr)},
+		{Metric: "  worker: attempts failed (of which retried), all types", Value: fmt.Sprintf("%.0f (%.0f) of %.0f",
+			counterDelta(m0, m2, "rentalportal_tasks_failed_total"), counterDelta(m0, m2, "rentalportal_tasks_retried_total"),
+			counterDelta(m0, m2, "rentalportal_tasks_processed_total"))},
+		{Metric: "  handler time of notify:email / notify:inapp", Value: histogramShares(m1, m2,
+			"rentalportal_task_duration_seconds", `task_type="notify:email"`) + " / " + histogramShares(m1, m2,
+			"rentalportal_task_duration_seconds", `task_type="notify:inapp"`)},
+		{Metric: "  handler time of booking:expire (worker's histogram)", Value: histogramShares(m0, m1,
+			"rentalportal_task_duration_seconds", `task_type="booking:expire"`)},
+		{Metric: "  CPU cores busy", Value: use.cores(), Baseline: "no-op " + baseUse.cores()},
+		{Metric: "  CPU per task", Value: use.cpuPerOp(n), Baseline: "no-op (asynq alone) " + baseUse.cpuPerOp(n)},
+		{Metric: "  PostgreSQL per expiry", Value: use.perOp(n)},
+		{Metric: "  PostgreSQL backends (average count by state)", Value: backends},
+	}
+	if env.Profiles != "" {
+		st.stopProc(w)
+		if err := st.rc.FlushDB(ctx).Err(); err != nil { // the notify backlog
+			return rows, err
+		}
+		r, err := profileTransitions(ctx, st, m, n, rate)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+// profileTransitions expires as many bookings again with an in-process
+// twin of the worker under the CPU profiler.
+func profileTransitions(ctx context.Context, st *stack, m *market, n int, realRate float64) (Row, error) {
+	ids, err := seedPendingBookings(ctx, st.db, m, "tr-twin", n, n, time.Now().Add(-time.Minute))
+	if err != nil {
+		return Row{}, err
+	}
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, n, func(i int) (*asynq.Task, error) {
+		msg, err := tasks.Encode(tasks.BookingExpire{BookingID: ids[i]})
+		if err != nil {
+			return nil, err
+		}
+		return msg.Task()
+	}); err != nil {
+		return Row{}, err
+	}
+	tw, err := newTwin(ctx, st)
+	if err != nil {
+		return Row{}, err
+	}
+	defer tw.close()
+	if err := tw.worker(ctx); err != nil {
+		return Row{}, err
+	}
+	time.Sleep(200 * time.Millisecond)
+	var took time.Duration
+	var waitErr error
+	cmd, err := profileCPU(st.env.Profiles, "transitions-worker", func() {
+		start := time.Now()
+		if waitErr = st.insp.UnpauseQueue(tasks.QueueDefault); waitErr != nil {
+			return
+		}
+		for time.Since(start) < 2*time.Minute && ctx.Err() == nil {
+			var left int
+			if waitErr = store.Get(ctx, st.db, &left, `SELECT count(*) FROM bookings WHERE status = 'pending_payment' AND id LIKE 'tr-twin-%'`); waitErr != nil || left == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took = time.Since(start)
+	})
+	if err == nil {
+		err = waitErr
+	}
+	return profileRow("worker", float64(n)/took.Seconds(), realRate, cmd), err
+}
+
+// noopThroughput measures asynq alone: n tasks that do nothing, waiting in
+// a paused queue, taken by a server configured like the worker's main one
+// (concurrency 20, 10 ms check interval, the platform's queue weights).
+func noopThroughput(ctx context.Context, st *stack, n int) (float64, usage, error) {
+	var count atomic.Int64
+	all := make(chan struct{})
+	var once sync.Once
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error {
+		if count.Add(1) == int64(n) {
+			once.Do(func() { close(all) })
+		}
+		return nil
+	})
+	srv := asynq.NewServerFromRedisClient(st.rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
+		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel})
+	if err := enqueuePaused(ctx, st, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
+		return asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueDefault)), nil
+	}); err != nil {
+		return 0, usage{}, err
+	}
+	if err := srv.Start(mux); err != nil {
+		return 0, usage{}, err
+	}
+	defer srv.Shutdown()
+	time.Sleep(200 * time.Millisecond) // its processors are waiting
+	m := newMeter(ctx, st.db, st.rc)
+	s := m.sample(ctx)
+	start := time.Now()
+	if err := st.insp.UnpauseQueue(tasks.QueueDefault); err != nil {
+		return 0, usage{}, err
+	}
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		return 0, usage{}, fmt.Errorf("%d of %d no-op tasks ran", count.Load(), n)
+	case <-ctx.Done():
+		return 0, usage{}, ctx.Err()
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	return rate, m.since(ctx, s), nil
+}
+
+// waitDrained waits until queue has nothing pending, scheduled, retrying
+// or running, and returns the time since start.
+func waitDrained(ctx context.Context, insp *asynq.Inspector, queue string, start time.Time, limit time.Duration) (time.Duration, error) {
+	for {
+		info, err := insp.GetQueueInfo(queue)
+		if err != nil {
+			return 0, err
+		}
+		if info.Pending+info.Active+info.Scheduled+info.Retry == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit || ctx.Err() != nil {
+			return 0, fmt.Errorf("%d tasks left after %s", info.Pending+info.Active+info.Scheduled+info.Retry, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func drainedRate(n int, took time.Duration, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%.0f/s (all done in %.1f s)", float64(n)/took.Seconds(), took.Seconds())
+}
+
+// enqueuePaused pauses queue and enqueues n tasks into it from 32
+// goroutines; the caller unpauses it to start the clock.
+func enqueuePaused(ctx context.Context, st *stack, queue string, n int, task func(i int) (*asynq.Task, error)) error {
+	if err := st.insp.PauseQueue(queue); err != nil {
+		return err
+	}
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				t, err := task(i)
+				if err == nil {
+					_, err = st.client.EnqueueContext(ctx, t)
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// processedTotal is how many tasks the queues have processed, all time.
+func processedTotal(insp *asynq.Inspector) int {
+	qs, err := insp.Queues()
+	if err != nil {
+		return 0
+	}
+	total := 0
+	for _, q := range qs {
+		if info, err := insp.GetQueueInfo(q); err == nil {
+			total += info.ProcessedTotal
+		}
+	}
+	return total
+}
