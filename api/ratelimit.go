@@ -35,6 +35,14 @@ type LoginGuard interface {
 	Succeeded(ctx context.Context, ip, account string) error
 }
 
+// The rate-limit headers (X-RateLimit-Limit, -Remaining, -Reset), in the
+// canonical form Header.Set would make of them on every request.
+const (
+	headerLimit     = "X-Ratelimit-Limit"
+	headerRemaining = "X-Ratelimit-Remaining"
+	headerReset     = "X-Ratelimit-Reset"
+)
+
 // limiterWarnEvery bounds how often an unreachable limiter is logged.
 const limiterWarnEvery = 30 * time.Second
 
@@ -92,9 +100,9 @@ func (s *Server) rateLimit(c *gin.Context) {
 	}
 	if d.Limit > 0 {
 		h := c.Writer.Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.Itoa(ceilSeconds(d.ResetAfter)))
+		h[headerLimit] = []string{strconv.Itoa(d.Limit)}
+		h[headerRemaining] = []string{strconv.Itoa(d.Remaining)}
+		h[headerReset] = []string{strconv.Itoa(ceilSeconds(d.ResetAfter))}
 	}
 	if d.Allowed {
 		c.Next()

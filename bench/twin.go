@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -143,4 +145,15 @@ func profileCPU(dir, name string, f func()) (string, error) {
 func profileRow(what string, rate float64, realRate float64, cmd string) Row {
 	return Row{Metric: "  CPU profile of an in-process twin (" + what + ")", Value: fmt.Sprintf("%.0f/s", rate),
 		Baseline: fmt.Sprintf("real process %.0f/s", realRate), Ratio: ratio(rate, realRate), Target: strings.TrimSpace(cmd)}
+}
+
+// serveLoopback serves h on a fresh loopback port.
+func serveLoopback(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }

@@ -60,6 +60,11 @@ func (l *Limiter) readBlock(get *redis.StringCmd) (*Block, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read block: %w", err)
 	}
+	return l.parseBlock(raw)
+}
+
+// parseBlock reads a block key's value: nil when the block has ended.
+func (l *Limiter) parseBlock(raw []byte) (*Block, error) {
 	var b Block
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, fmt.Errorf("read block: %w", err)

@@ -1,8 +1,10 @@
 // Package ratelimit keeps request rates and temporary blocks in Redis, so
-// that they hold across every API replica: GCRA limits (go-redis/redis_rate)
-// per subject and policy, a block list with expiry, and the brake on failed
-// logins. It imports nothing of ours; the HTTP layer decides which policy
-// and subject a request has, and what to answer.
+// that they hold across every API replica: GCRA limits (go-redis/redis_rate's
+// algorithm and keys) per subject and policy, a block list with expiry, and
+// the brake on failed logins. Every request is counted in Redis, exactly;
+// what is shared between concurrent requests is the round trip (batch.go),
+// not the count. It imports nothing of ours; the HTTP layer decides which
+// policy and subject a request has, and what to answer.
 package ratelimit
 
 import (
