@@ -99,8 +99,12 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	// them (at most 2 minutes) for the rate the worker can sustain.
 	drained, drainErr := waitDrained(ctx, insp, tasks.QueueDefault, start, 2*time.Minute)
 	m2, _ := scrape(ctx, wBase+"/metrics")
+	conc := "20"
+	if v := env.Set["WORKER_CONCURRENCY"]; v != "" {
+		conc = v
+	}
 	rows := []Row{
-		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency 20)", n), Value: fmt.Sprintf("%.0f/s", rate),
+		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency %s)", n, conc), Value: fmt.Sprintf("%.0f/s", rate),
 			Baseline: fmt.Sprintf("asynq no-op handler %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
 			Target: "≥ 3000/s", Verdict: verdict(rate >= 3000)},
 		{Metric: "  tasks of any type processed meanwhile", Value: fmt.Sprintf("%d (%.0f/s)", all, float64(all)/took.Seconds())},
