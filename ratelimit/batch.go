@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,12 @@ func newBatcher(rdb redis.UniversalClient, maxInflight int, window time.Duration
 	return &batcher{rdb: rdb, max: maxInflight, window: window.Milliseconds()}
 }
 
-// do runs c and returns when it is answered (c's fields hold the answer)
-// or ctx ends first (the error is then ctx's; the call may still run).
+// do runs c and returns when it is answered (c's fields hold the answer),
+// or when ctx ends before c was sent (the error is then ctx's). A call
+// already in a batch on its way is waited for even past ctx: its script
+// run counts in Redis (a refusal counts towards a block), so its answer
+// must reach the caller; the round trip is bounded by its sender's
+// deadline and the client's timeouts.
 func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 	b.mu.Lock()
 	if b.inflight < b.max {
@@ -75,10 +80,11 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 			c.state = callAbandoned
 		}
 		b.mu.Unlock()
-		if state != callLeading {
+		if state == callQueued {
 			return ctx.Err()
 		}
-		// Chosen to send the next batch: others wait on it.
+		// In a batch on its way, or chosen to send the next one (others
+		// wait on it): done is, or will be, closed.
 		<-c.done
 	}
 	if c.state == callLeading {
@@ -87,9 +93,16 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 		b.mu.Lock()
 		batch := b.take([]*scriptCall{c})
 		b.mu.Unlock()
-		// The batch serves other callers too: it must not end with this
-		// one's context. The client's timeouts bound it.
-		b.send(context.WithoutCancel(ctx), batch, c)
+		// The batch serves other callers too: it must not end when this
+		// one's request does, only at its deadline (when still ahead) and
+		// within the client's timeouts.
+		sctx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 0 {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithDeadline(sctx, dl)
+			defer cancel()
+		}
+		b.send(sctx, batch, c)
 	}
 	return nil
 }
@@ -118,16 +131,32 @@ func (b *batcher) take(batch []*scriptCall) []*scriptCall {
 // send runs batch (which holds self, the caller's own call) as one round
 // trip, answers the other callers, and passes the round trip slot on.
 func (b *batcher) send(ctx context.Context, batch []*scriptCall, self *scriptCall) {
-	// Even if the round trip panics: a slot lost would leave every later
-	// call queued until its context ends.
-	defer b.handOver()
+	// Even if the round trip panics, every caller of the batch is answered
+	// (with an error) and the slot is passed on: a slot lost would leave
+	// every later call queued until its context ends.
+	answered := false
+	defer func() {
+		if !answered {
+			for _, c := range batch {
+				if c != self {
+					c.err = errBatchFailed
+					close(c.done)
+				}
+			}
+		}
+		b.handOver()
+	}()
 	b.exec(ctx, batch)
+	answered = true
 	for _, c := range batch {
 		if c != self {
 			close(c.done)
 		}
 	}
 }
+
+// errBatchFailed answers the calls of a round trip that panicked.
+var errBatchFailed = errors.New("rate limit: the round trip carrying this call failed")
 
 // handOver passes the round trip slot to the first caller still queued,
 // woken to send what has queued by the time it runs, or gives it back.

@@ -28,22 +28,40 @@ func (l *Limiter) blockIndex() string             { return l.cfg.Prefix + "block
 
 // Block puts subject on the block list for d (replacing any block it had).
 func (l *Limiter) Block(ctx context.Context, subject, reason string, d time.Duration) (Block, error) {
+	b, _, err := l.block(ctx, subject, reason, d, false)
+	return b, err
+}
+
+// block blocks subject for d; with onlyNew, only if it has no block now
+// (created says whether this call made it).
+func (l *Limiter) block(ctx context.Context, subject, reason string, d time.Duration, onlyNew bool) (b Block, created bool, err error) {
 	now := l.now().UTC()
-	b := Block{Key: subject, Reason: reason, Until: now.Add(d).Truncate(time.Millisecond), CreatedAt: now.Truncate(time.Millisecond)}
+	b = Block{Key: subject, Reason: reason, Until: now.Add(d).Truncate(time.Millisecond), CreatedAt: now.Truncate(time.Millisecond)}
 	raw, err := json.Marshal(b)
 	if err != nil {
-		return Block{}, err
+		return Block{}, false, err
+	}
+	if onlyNew {
+		ok, err := l.rdb.SetNX(ctx, l.blockKey(subject), raw, d).Result()
+		if err != nil {
+			return Block{}, false, fmt.Errorf("block %s: %w", subject, err)
+		}
+		if !ok {
+			return Block{}, false, nil
+		}
 	}
 	_, err = l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, l.blockKey(subject), raw, d)
+		if !onlyNew {
+			p.Set(ctx, l.blockKey(subject), raw, d)
+		}
 		p.ZAdd(ctx, l.blockIndex(), redis.Z{Score: float64(b.Until.UnixMilli()), Member: subject})
 		p.ZRemRangeByScore(ctx, l.blockIndex(), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
 		return nil
 	})
 	if err != nil {
-		return Block{}, fmt.Errorf("block %s: %w", subject, err)
+		return Block{}, false, fmt.Errorf("block %s: %w", subject, err)
 	}
-	return b, nil
+	return b, true, nil
 }
 
 // Blocked returns subject's block, or nil when it has none.

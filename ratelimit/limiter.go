@@ -198,9 +198,13 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		}
 	}
 	d.Violations = int(n)
-	if !l.cfg.BlockAfter.Off() && n == int64(l.cfg.BlockAfter.Count) {
-		nb, err := l.Block(ctx, subject, "rate_limit_violations", l.cfg.BlockFor)
-		if err == nil {
+	// At the count or past it: the refusal that reached it exactly may
+	// have been lost on its way back (its caller gave up, a round trip
+	// failed after the script ran). The block is created only if the
+	// subject has none, so concurrent refusals past the count make one.
+	if !l.cfg.BlockAfter.Off() && n >= int64(l.cfg.BlockAfter.Count) {
+		nb, created, err := l.block(ctx, subject, "rate_limit_violations", l.cfg.BlockFor, true)
+		if err == nil && created {
 			d.NewBlock = &nb
 			_ = l.rdb.Del(ctx, l.key("viol", subject)).Err()
 		}

@@ -322,3 +322,48 @@ func TestEmbeddedRedis(t *testing.T) {
 		t.Fatalf("blocked: %+v, %v", d, err)
 	}
 }
+
+// TestLostThresholdRefusalStillBlocks: the refusal whose count reached
+// BlockAfter never came back to its caller (it gave up, or the round trip
+// failed after the script ran in Redis) — the count moved past the
+// threshold without a block. The next refusal blocks the subject, and
+// only one block is made even when several refusals find the count past.
+func TestLostThresholdRefusalStillBlocks(t *testing.T) {
+	t.Parallel()
+	r := testkit.RedisDB(t)
+	l := newLimiter(t, r.Client, Config{
+		Policies:   map[string]Limit{PolicyAnon: {Count: 1, Period: time.Minute, Burst: 1}},
+		BlockAfter: Threshold{Count: 3, Window: time.Minute}, BlockFor: time.Hour,
+	})
+	ctx := context.Background()
+	subject := "ip:198.51.100.10"
+	for i := 1; i <= 3; i++ {
+		if _, err := l.Allow(ctx, PolicyAnon, subject); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Refusals 1 and 2 came back; refusal 3 was counted by the script in
+	// Redis and lost on its way: the count says 3, nothing is blocked.
+	if err := r.Client.Incr(ctx, l.key("viol", subject)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Blocked(ctx, subject); err != nil || b != nil {
+		t.Fatalf("blocked before the next refusal: %+v, %v", b, err)
+	}
+	d, err := l.Allow(ctx, PolicyAnon, subject)
+	if err != nil || d.Allowed || d.Violations != 4 || d.NewBlock == nil {
+		t.Fatalf("the refusal past the threshold: %+v, %v", d, err)
+	}
+	// Another refusal already counted past the threshold (a concurrent
+	// one) finds the block made: it makes none of its own.
+	nb, created, err := l.block(ctx, subject, "rate_limit_violations", time.Hour, true)
+	if err != nil || created || nb != (Block{}) {
+		t.Fatalf("second block: %+v, created %v, %v", nb, created, err)
+	}
+	if d, err := l.Allow(ctx, PolicyAnon, subject); err != nil || d.Block == nil || d.NewBlock != nil {
+		t.Fatalf("after the block: %+v, %v", d, err)
+	}
+	if list, err := l.Blocks(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("blocks = %+v, %v", list, err)
+	}
+}

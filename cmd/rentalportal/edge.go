@@ -50,16 +50,25 @@ func (p *platform) edgeDeps(deps *api.Deps, events security.Observer) error {
 	return nil
 }
 
-// edgeRedis makes a client for the same Redis as opt with short timeouts.
+// edgeRedis makes a client for the same Redis as opt with short timeouts
+// and no retries: everything the edge sends counts something (a rate-limit
+// script run, a failure counter), and a command retried after a timeout
+// may have run already — counted twice. A failed call fails open (or
+// closed, for login) instead, which is what the timeout is for.
 func edgeRedis(opt asynq.RedisConnOpt, timeout time.Duration) (redis.UniversalClient, error) {
 	switch o := opt.(type) {
 	case asynq.RedisClientOpt:
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
-		opt = o
+		return redis.NewClient(&redis.Options{Network: o.Network, Addr: o.Addr, Username: o.Username,
+			Password: o.Password, DB: o.DB, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+			PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, MaxRetries: -1}), nil
 	case asynq.RedisFailoverClientOpt:
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
-		opt = o
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: o.MasterName, SentinelAddrs: o.SentinelAddrs,
+			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword, Username: o.Username,
+			Password: o.Password, DB: o.DB, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+			PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, MaxRetries: -1}), nil
 	case asynq.RedisClusterClientOpt:
+		// A cluster client must follow MOVED/ASK redirects (MaxRedirects,
+		// which also covers its network retries): keep asynq's settings.
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		opt = o
 	}

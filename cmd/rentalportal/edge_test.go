@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rentalportal/portal/ratelimit"
 )
 
@@ -54,5 +57,37 @@ func TestEdgeConfig(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, "RATE_LIMIT_ANON=60/m") || strings.Contains(out, "do-not-log-me") ||
 		!strings.Contains(out, "JWT_SECRET=<redacted>") {
 		t.Errorf("logged configuration: %s", out)
+	}
+}
+
+// TestEdgeRedisNeverRetries: the edge's Redis client (rate-limit scripts,
+// failure counters) sends each command once, with the short timeouts — a
+// retry after a timeout could count a request twice — for a plain and a
+// Sentinel REDIS_URL alike; the rest of the URL is kept.
+func TestEdgeRedisNeverRetries(t *testing.T) {
+	for _, uri := range []string{"redis://:pw@127.0.0.1:6390/2", "rediss://127.0.0.1:6390/2",
+		"redis-sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380?master=portal"} {
+		opt, err := asynq.ParseRedisURI(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := edgeRedis(opt, 150*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		rc, ok := c.(*redis.Client)
+		if !ok {
+			t.Fatalf("%s: %T", uri, c)
+		}
+		o := rc.Options()
+		// go-redis stores MaxRetries -1 (never retry) as 0; its default is 3.
+		if o.MaxRetries != 0 || o.ReadTimeout != 150*time.Millisecond || o.WriteTimeout != 150*time.Millisecond ||
+			o.DialTimeout != 150*time.Millisecond || o.DB != map[bool]int{true: 0, false: 2}[strings.HasPrefix(uri, "redis-sentinel:")] {
+			t.Fatalf("%s: retries %d, timeouts %s/%s/%s, db %d", uri, o.MaxRetries, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.DB)
+		}
+		if strings.HasPrefix(uri, "rediss:") != (o.TLSConfig != nil) {
+			t.Fatalf("%s: TLS %v", uri, o.TLSConfig != nil)
+		}
 	}
 }
