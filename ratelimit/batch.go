@@ -58,8 +58,8 @@ func newBatcher(rdb redis.UniversalClient, maxInflight int, window time.Duration
 // or when ctx ends before c was sent (the error is then ctx's). A call
 // already in a batch on its way is waited for even past ctx: its script
 // run counts in Redis (a refusal counts towards a block), so its answer
-// must reach the caller; the round trip is bounded by its sender's
-// deadline and the client's timeouts.
+// must reach the caller; the round trip is bounded by the latest deadline
+// of the calls it carries and by the client's timeouts.
 func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 	b.mu.Lock()
 	if b.inflight < b.max {
@@ -69,6 +69,7 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 		return nil
 	}
 	c.done = make(chan struct{})
+	c.deadline, _ = ctx.Deadline()
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
 	select {
@@ -94,10 +95,18 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 		batch := b.take([]*scriptCall{c})
 		b.mu.Unlock()
 		// The batch serves other callers too: it must not end when this
-		// one's request does, only at its deadline (when still ahead) and
-		// within the client's timeouts.
+		// one's request does, but at the latest deadline among its callers
+		// (and within the client's timeouts). When every one of them has
+		// passed, nobody waits for an answer any more: nothing is sent,
+		// so nothing is counted.
+		dl, bounded := latestDeadline(batch)
+		if bounded && !time.Now().Before(dl) {
+			b.answer(batch, c, context.DeadlineExceeded)
+			b.handOver()
+			return context.DeadlineExceeded
+		}
 		sctx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 0 {
+		if bounded {
 			var cancel context.CancelFunc
 			sctx, cancel = context.WithDeadline(sctx, dl)
 			defer cancel()
@@ -105,6 +114,33 @@ func (b *batcher) do(ctx context.Context, c *scriptCall) error {
 		b.send(sctx, batch, c)
 	}
 	return nil
+}
+
+// latestDeadline is the latest deadline of the calls of batch; bounded is
+// false when one of them has none.
+func latestDeadline(batch []*scriptCall) (dl time.Time, bounded bool) {
+	for _, c := range batch {
+		if c.deadline.IsZero() {
+			return time.Time{}, false
+		}
+		if c.deadline.After(dl) {
+			dl = c.deadline
+		}
+	}
+	return dl, true
+}
+
+// answer wakes the callers of batch but self, with err if not nil (else
+// with what exec answered).
+func (b *batcher) answer(batch []*scriptCall, self *scriptCall, err error) {
+	for _, c := range batch {
+		if c != self {
+			if err != nil {
+				c.err = err
+			}
+			close(c.done)
+		}
+	}
 }
 
 // take moves up to maxBatch queued calls (those still waited for) from
@@ -137,22 +173,13 @@ func (b *batcher) send(ctx context.Context, batch []*scriptCall, self *scriptCal
 	answered := false
 	defer func() {
 		if !answered {
-			for _, c := range batch {
-				if c != self {
-					c.err = errBatchFailed
-					close(c.done)
-				}
-			}
+			b.answer(batch, self, errBatchFailed)
 		}
 		b.handOver()
 	}()
 	b.exec(ctx, batch)
 	answered = true
-	for _, c := range batch {
-		if c != self {
-			close(c.done)
-		}
-	}
+	b.answer(batch, self, nil)
 }
 
 // errBatchFailed answers the calls of a round trip that panicked.

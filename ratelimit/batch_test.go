@@ -310,37 +310,7 @@ func TestBatchedCallOutlivesItsContext(t *testing.T) {
 	if _, err := l.Allow(ctx, PolicyAnon, "ip:192.0.2.30"); err != nil { // loads the script, opens a connection
 		t.Fatal(err)
 	}
-	state := func() (inflight, queued int) {
-		l.batch.mu.Lock()
-		defer l.batch.mu.Unlock()
-		return l.batch.inflight, len(l.batch.queue)
-	}
-	waitState := func(inflight, queued int) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if i, q := state(); i == inflight && q == queued {
-				return
-			}
-			if time.Now().After(deadline) {
-				i, q := state()
-				t.Fatalf("batcher: %d in flight, %d queued; want %d, %d", i, q, inflight, queued)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	type result struct {
-		d   Decision
-		err error
-	}
-	call := func(ctx context.Context) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			d, err := l.Allow(ctx, PolicyAnon, "ip:192.0.2.30")
-			ch <- result{d, err}
-		}()
-		return ch
-	}
+	waitState, call := batchProbe(t, l, "ip:192.0.2.30")
 	a := call(ctx) // sends at once
 	waitState(1, 0)
 	c := call(ctx) // queued: the next sender
@@ -355,7 +325,7 @@ func TestBatchedCallOutlivesItsContext(t *testing.T) {
 	dctx, cancelD := context.WithTimeout(ctx, delay/6)
 	defer cancelD()
 	dropped := call(dctx)
-	for name, ch := range map[string]chan result{"first": a, "second": c, "batched": b} {
+	for name, ch := range map[string]chan allowResult{"first": a, "second": c, "batched": b} {
 		res := <-ch
 		if res.err != nil || !res.d.Allowed {
 			t.Fatalf("%s call: %+v, %v", name, res.d, res.err)
@@ -368,5 +338,76 @@ func TestBatchedCallOutlivesItsContext(t *testing.T) {
 	u, err := l.Usage(ctx, "ip:192.0.2.30")
 	if err != nil || len(u) != 1 || u[0].Remaining != 96 {
 		t.Fatalf("usage = %+v, %v; want 96 remaining", u, err)
+	}
+}
+
+// allowResult is what an Allow call returned.
+type allowResult struct {
+	d   Decision
+	err error
+}
+
+// batchProbe returns waitState, which waits until l's batcher has
+// inflight round trips in flight and queued calls queued, and call, which
+// starts an Allow of subject with ctx and returns where its result comes.
+func batchProbe(t *testing.T, l *Limiter, subject string) (waitState func(inflight, queued int), call func(ctx context.Context) chan allowResult) {
+	state := func() (inflight, queued int) {
+		l.batch.mu.Lock()
+		defer l.batch.mu.Unlock()
+		return l.batch.inflight, len(l.batch.queue)
+	}
+	waitState = func(inflight, queued int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if i, q := state(); i == inflight && q == queued {
+				return
+			}
+			if time.Now().After(deadline) {
+				i, q := state()
+				t.Fatalf("batcher: %d in flight, %d queued; want %d, %d", i, q, inflight, queued)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	call = func(ctx context.Context) chan allowResult {
+		ch := make(chan allowResult, 1)
+		go func() {
+			d, err := l.Allow(ctx, PolicyAnon, subject)
+			ch <- allowResult{d, err}
+		}()
+		return ch
+	}
+	return waitState, call
+}
+
+// TestFailedBatchAnswersEveryCaller: when the round trip of a batch fails
+// (here Redis answers after the client's read timeout), every call it
+// carried gets the error — none passes for an answer.
+func TestFailedBatchAnswersEveryCaller(t *testing.T) {
+	t.Parallel()
+	r := testkit.RedisDB(t)
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Addr = slowRedis(t, opt.Addr, 400*time.Millisecond)
+	opt.Protocol, opt.DisableIdentity, opt.MaxRetries, opt.ReadTimeout = 2, true, -1, 150*time.Millisecond
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	l := newLimiter(t, rdb, Config{})
+	waitState, call := batchProbe(t, l, "ip:192.0.2.31")
+	ctx := context.Background()
+	first := call(ctx)
+	waitState(1, 0)
+	var queued []chan allowResult
+	for i := 1; i <= 3; i++ {
+		queued = append(queued, call(ctx))
+		waitState(1, i)
+	}
+	for i, ch := range append([]chan allowResult{first}, queued...) {
+		if res := <-ch; res.err == nil {
+			t.Fatalf("call %d answered %+v by a round trip that failed", i, res.d)
+		}
 	}
 }

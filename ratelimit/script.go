@@ -153,6 +153,8 @@ type scriptCall struct {
 	// is under the batcher's lock.
 	done  chan struct{}
 	state int
+	// deadline is its caller's (zero: none), for the batch that carries it.
+	deadline time.Time
 }
 
 func newScriptCall(p *scriptedPolicy, k *scriptKeys, subject string) *scriptCall {
