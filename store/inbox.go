@@ -289,6 +289,7 @@ func insertStripeEvents(ctx context.Context, q Queryer, entries []InboxEntry) ([
 	if len(entries) == 0 {
 		return nil, nil
 	}
+	now := Now()
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO stripe_events (id, type, api_version, livemode, object_id, event_created, payload, source,
 		received_at, processed_at, outcome, outcome_detail) VALUES `)
@@ -299,16 +300,7 @@ func insertStripeEvents(ctx context.Context, q Queryer, entries []InboxEntry) ([
 			sb.WriteString(",")
 		}
 		sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-		src := e.Source
-		if src == "" {
-			src = EventSourceWebhook
-		}
-		recv := e.ReceivedAt
-		if recv.IsZero() {
-			recv = Now()
-		}
-		args = append(args, e.ID, e.Type, e.APIVersion, e.Livemode, e.ObjectID, e.EventCreated.UTC(), e.Payload, src,
-			recv.UTC(), e.ProcessedAt, e.Outcome, e.OutcomeDetail)
+		args = append(args, stripeEventValues(e, now)...)
 	}
 	sb.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id`)
 	var ids []string
@@ -334,6 +326,22 @@ func insertStripeEvents(ctx context.Context, q Queryer, entries []InboxEntry) ([
 	return ids, nil
 }
 
+// stripeEventValues are the stripe_events columns of e, in the order of
+// the inserts above and below: the source defaults to the webhook, the
+// receipt time to now.
+func stripeEventValues(e StripeEvent, now time.Time) []any {
+	src := e.Source
+	if src == "" {
+		src = EventSourceWebhook
+	}
+	recv := e.ReceivedAt
+	if recv.IsZero() {
+		recv = now
+	}
+	return []any{e.ID, e.Type, e.APIVersion, e.Livemode, e.ObjectID, e.EventCreated.UTC(), e.Payload, src,
+		recv.UTC(), e.ProcessedAt, e.Outcome, e.OutcomeDetail}
+}
+
 // insertStripeEventsOneStatement is insertStripeEvents on PostgreSQL as one
 // statement: the outbox rows are inserted by a data-modifying CTE that joins
 // the events' RETURNING, so only new events get one, atomically.
@@ -352,16 +360,7 @@ func insertStripeEventsOneStatement(ctx context.Context, q Queryer, entries []In
 			sb.WriteString(",")
 		}
 		sb.WriteString("(?,?,?,?,?,?,?,?,?,?::timestamptz,?,?)")
-		src := e.Source
-		if src == "" {
-			src = EventSourceWebhook
-		}
-		recv := e.ReceivedAt
-		if recv.IsZero() {
-			recv = now
-		}
-		args = append(args, e.ID, e.Type, e.APIVersion, e.Livemode, e.ObjectID, e.EventCreated.UTC(), e.Payload, src,
-			recv.UTC(), e.ProcessedAt, e.Outcome, e.OutcomeDetail)
+		args = append(args, stripeEventValues(e, now)...)
 	}
 	sb.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id)`)
 	first := true
@@ -401,24 +400,8 @@ func addOutboxRows(ctx context.Context, q Queryer, msgs []OutboxMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	now := Now()
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO outbox (id, task_type, payload, process_at, created_at) VALUES `)
-	args := make([]any, 0, 5*len(msgs))
-	for i, m := range msgs {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		sb.WriteString("(?,?,?,?,?)")
-		var at *time.Time
-		if !m.ProcessAt.IsZero() {
-			t := m.ProcessAt.UTC().Truncate(time.Microsecond)
-			at = &t
-		}
-		args = append(args, m.ID, m.Type, m.Payload, at, now)
-	}
-	sb.WriteString(` ON CONFLICT (id) DO NOTHING`)
-	if _, err := Exec(ctx, q, sb.String(), args...); err != nil {
+	query, args := insertOutboxRows(msgs, Now())
+	if _, err := Exec(ctx, q, query, args...); err != nil {
 		return fmt.Errorf("add outbox rows: %w", err)
 	}
 	return nil
