@@ -2,10 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -13,14 +10,11 @@ import (
 	"github.com/rentalportal/portal/store"
 )
 
-// The one pagination scheme of the API: query `limit` (1..100, default 20)
-// and `cursor` (opaque, from the previous page's next_cursor); lists are
-// ordered newest first (created_at DESC, id DESC) and continue strictly after
-// the cursor, so rows inserted meanwhile never shift a page.
-const (
-	defaultPageLimit = 20
-	maxPageLimit     = 100
-)
+// The one pagination scheme of the API (store.DefaultPageLimit,
+// store.MaxPageLimit, store.Cursor): query `limit` (1..100, default 20) and
+// `cursor` (opaque, from the previous page's next_cursor); lists are
+// ordered newest first (created_at DESC, id DESC) and continue strictly
+// after the cursor, so rows inserted meanwhile never shift a page.
 
 // Pagination is the "pagination" object of every list response.
 type Pagination struct {
@@ -38,16 +32,16 @@ type ListResponse[T any] struct {
 // parsePage reads limit and cursor from the query; a malformed value is 400
 // invalid naming the parameter.
 func parsePage(c *gin.Context) (store.Page, error) {
-	p := store.Page{Limit: defaultPageLimit}
+	p := store.Page{Limit: store.DefaultPageLimit}
 	if s := c.Query("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPageLimit {
+		if err != nil || n < 1 || n > store.MaxPageLimit {
 			return p, invalidParam("limit", "must be an integer from 1 to 100")
 		}
 		p.Limit = n
 	}
 	if s := c.Query("cursor"); s != "" {
-		cur, err := decodeCursor(s)
+		cur, err := store.ParseCursor(s)
 		if err != nil {
 			return p, invalidParam("cursor", "is not a cursor this API returned")
 		}
@@ -64,7 +58,7 @@ func newList[T any](items []T, p store.Page, next *store.Cursor) ListResponse[T]
 	}
 	r := ListResponse[T]{Data: items, Pagination: Pagination{Limit: p.Limit, HasMore: next != nil}}
 	if next != nil {
-		s := encodeCursor(*next)
+		s := next.Encode()
 		r.Pagination.NextCursor = &s
 	}
 	return r
@@ -87,27 +81,6 @@ func pageViews[R, X, V any](ctx context.Context, q store.Queryer, rows []R, id f
 		out[i] = view(&rows[i], related[ids[i]])
 	}
 	return out, nil
-}
-
-// encodeCursor is base64url("<created_at RFC 3339 UTC, µs>|<id>").
-func encodeCursor(c store.Cursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(c.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + c.ID))
-}
-
-func decodeCursor(s string) (store.Cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return store.Cursor{}, err
-	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
-		return store.Cursor{}, portal.Errorf(portal.EINVALID, "bad cursor")
-	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return store.Cursor{}, err
-	}
-	return store.Cursor{CreatedAt: t.UTC(), ID: id}, nil
 }
 
 // invalidParam is 400 invalid for one query or path parameter.

@@ -364,7 +364,7 @@ func TestLoginBlockedAfterFailuresOperatorClears(t *testing.T) {
 		t.Fatalf("clear: %d %s", w.Code, w.Body)
 	}
 	// Both attempts are in the operator audit log, with their outcome.
-	audit, err := e.srv.deps.DB.ListAudit(t.Context(), store.AuditPage{Limit: 10})
+	audit, _, err := e.srv.deps.DB.ListAudit(t.Context(), store.Page{Limit: 10})
 	if err != nil || len(audit) != 2 || audit[0].Operator != "ops" || audit[0].Action != "clear_block" ||
 		audit[0].StatusCode != http.StatusNoContent || audit[0].TaskID != "ip:203.0.113.9" ||
 		audit[1].Operator != "view" || audit[1].StatusCode != http.StatusForbidden {

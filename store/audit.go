@@ -22,14 +22,6 @@ type AuditEntry struct {
 	CreatedAt  time.Time `db:"created_at" json:"created_at"`
 }
 
-// AuditPage selects a page of the audit log, newest first. After, when set,
-// is the (created_at, id) of the last entry of the previous page.
-type AuditPage struct {
-	Limit     int
-	AfterTime time.Time
-	AfterID   string
-}
-
 // AddAudit writes one audit entry; ID and CreatedAt are filled in when empty.
 func (db *DB) AddAudit(ctx context.Context, e AuditEntry) error {
 	if e.ID == "" {
@@ -48,25 +40,19 @@ func (db *DB) AddAudit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// ListAudit returns up to page.Limit entries, newest first (created_at DESC,
-// id DESC), strictly after the page's keyset position when it has one.
-func (db *DB) ListAudit(ctx context.Context, page AuditPage) ([]AuditEntry, error) {
-	const cols = `SELECT id, operator, role, action, method, path, queue, task_id, status_code, remote_ip, created_at
-		FROM operator_audit`
+// ListAudit returns a page of entries, newest first (created_at DESC, id
+// DESC), and the cursor of the next page (nil on the last).
+func (db *DB) ListAudit(ctx context.Context, p Page) ([]AuditEntry, *Cursor, error) {
+	ks, args := p.keyset("")
 	var out []AuditEntry
-	var err error
-	if page.AfterID == "" {
-		err = Select(ctx, db, &out, cols+` ORDER BY created_at DESC, id DESC LIMIT ?`, page.Limit)
-	} else {
-		at := page.AfterTime.UTC()
-		err = Select(ctx, db, &out, cols+` WHERE created_at < ? OR (created_at = ? AND id < ?)
-			ORDER BY created_at DESC, id DESC LIMIT ?`, at, at, page.AfterID, page.Limit)
-	}
+	err := Select(ctx, db, &out, `SELECT id, operator, role, action, method, path, queue, task_id, status_code, remote_ip, created_at
+		FROM operator_audit WHERE TRUE`+ks+` ORDER BY created_at DESC, id DESC LIMIT ?`, append(args, p.limitArg())...)
 	if err != nil {
-		return nil, fmt.Errorf("list audit entries: %w", err)
+		return nil, nil, fmt.Errorf("list audit entries: %w", err)
 	}
 	for i := range out {
 		out[i].CreatedAt = out[i].CreatedAt.UTC()
 	}
-	return out, nil
+	out, next := trimPage(out, p, func(e *AuditEntry) Cursor { return Cursor{e.CreatedAt, e.ID} })
+	return out, next, nil
 }

@@ -29,20 +29,22 @@ func TestAuditPagesNewestFirst(t *testing.T) {
 		// Entries with the same created_at come id DESC; the IDs are
 		// time-ordered, so the later insert is first.
 		var got []string
-		page := store.AuditPage{Limit: 2}
+		page := store.Page{Limit: 2}
 		for range 4 {
-			rows, err := db.ListAudit(ctx, page)
+			rows, next, err := db.ListAudit(ctx, page)
 			if err != nil {
 				t.Fatalf("list: %v", err)
 			}
 			for _, r := range rows {
 				got = append(got, r.ID)
 			}
-			if len(rows) < page.Limit {
+			if next == nil {
 				break
 			}
-			last := rows[len(rows)-1]
-			page.AfterTime, page.AfterID = last.CreatedAt, last.ID
+			if last := rows[len(rows)-1]; next.ID != last.ID || !next.CreatedAt.Equal(last.CreatedAt) {
+				t.Fatalf("next cursor %+v, last row %s %s", next, last.ID, last.CreatedAt)
+			}
+			page.After = next
 		}
 		if len(got) != len(want) {
 			t.Fatalf("paged %d entries, want %d: %v", len(got), len(want), got)
@@ -52,7 +54,7 @@ func TestAuditPagesNewestFirst(t *testing.T) {
 				t.Fatalf("order: got %v, want %v", got, want)
 			}
 		}
-		rows, err := db.ListAudit(ctx, store.AuditPage{Limit: 1})
+		rows, _, err := db.ListAudit(ctx, store.Page{Limit: 1})
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("first: %v %v", rows, err)
 		}

@@ -1,6 +1,19 @@
 package store
 
-import "time"
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+)
+
+// The one pagination scheme of the API and the operator console: query
+// `limit` (1..MaxPageLimit, default DefaultPageLimit) and `cursor`
+// (opaque, from the previous page's next_cursor).
+const (
+	DefaultPageLimit = 20
+	MaxPageLimit     = 100
+)
 
 // Cursor is a position in a list ordered newest first (created_at DESC,
 // id DESC): the list continues with rows strictly after it.
@@ -38,4 +51,27 @@ func trimPage[T any](rows []T, p Page, key func(*T) Cursor) ([]T, *Cursor) {
 	rows = rows[:p.Limit]
 	c := key(&rows[len(rows)-1])
 	return rows, &c
+}
+
+// Encode is the cursor as clients carry it:
+// base64url("<created_at RFC 3339 UTC>|<id>").
+func (c Cursor) Encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(c.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + c.ID))
+}
+
+// ParseCursor reads a cursor Encode made.
+func ParseCursor(s string) (Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, err
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok || id == "" {
+		return Cursor{}, errors.New("bad cursor")
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return Cursor{}, err
+	}
+	return Cursor{CreatedAt: t.UTC(), ID: id}, nil
 }

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -19,7 +18,7 @@ type AuditLog interface {
 	// AddAudit writes one entry. Errors: EUNAVAILABLE when the database is down.
 	AddAudit(ctx context.Context, e store.AuditEntry) error
 	// ListAudit returns a page, newest first. Errors: EUNAVAILABLE.
-	ListAudit(ctx context.Context, page store.AuditPage) ([]store.AuditEntry, error)
+	ListAudit(ctx context.Context, page store.Page) ([]store.AuditEntry, *store.Cursor, error)
 }
 
 // auditTarget is what a dashboard API call acts on.
@@ -134,12 +133,7 @@ func (c *Console) audit(r *http.Request, op operator, t auditTarget, status int)
 	log.InfoContext(ctx, "operator action")
 }
 
-// Pagination bounds of GET /ops/audit (the API's list conventions).
-const (
-	defaultLimit = 20
-	maxLimit     = 100
-)
-
+// pagination is the API's list pagination object (api.Pagination).
 type pagination struct {
 	Limit      int     `json:"limit"`
 	NextCursor *string `json:"next_cursor"`
@@ -151,31 +145,13 @@ type auditList struct {
 	Pagination pagination         `json:"pagination"`
 }
 
-// encodeCursor is base64url of "created_at|id".
-func encodeCursor(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id))
-}
-
-func decodeCursor(s string) (time.Time, string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, "", false
-	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if !ok || err != nil || id == "" {
-		return time.Time{}, "", false
-	}
-	return at, id, true
-}
-
 // listAudit serves GET /ops/audit: the audit log, newest first, paginated.
 func (c *Console) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	page := store.AuditPage{Limit: defaultLimit}
+	page := store.Page{Limit: store.DefaultPageLimit}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
+		if err != nil || n < 1 || n > store.MaxPageLimit {
 			writeError(w, http.StatusBadRequest, codeInvalid, "limit must be an integer from 1 to 100",
 				fieldError{Field: "limit", Message: "must be an integer from 1 to 100"})
 			return
@@ -183,32 +159,28 @@ func (c *Console) listAudit(w http.ResponseWriter, r *http.Request) {
 		page.Limit = n
 	}
 	if s := q.Get("cursor"); s != "" {
-		at, id, ok := decodeCursor(s)
-		if !ok {
+		cur, err := store.ParseCursor(s)
+		if err != nil {
 			writeError(w, http.StatusBadRequest, codeInvalid, "malformed cursor",
 				fieldError{Field: "cursor", Message: "not a cursor from a previous page"})
 			return
 		}
-		page.AfterTime, page.AfterID = at, id
+		page.After = &cur
 	}
 	if c.deps.Audit == nil {
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "no audit store configured")
 		return
 	}
-	limit := page.Limit
-	page.Limit++ // one more tells whether there is a next page
-	rows, err := c.deps.Audit.ListAudit(r.Context(), page)
+	rows, next, err := c.deps.Audit.ListAudit(r.Context(), page)
 	if err != nil {
 		c.log.ErrorContext(r.Context(), "list audit entries", "err", err)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "audit log unavailable")
 		return
 	}
-	out := auditList{Data: rows, Pagination: pagination{Limit: limit}}
-	if len(rows) > limit {
-		out.Data = rows[:limit]
-		last := out.Data[limit-1]
-		next := encodeCursor(last.CreatedAt, last.ID)
-		out.Pagination.NextCursor, out.Pagination.HasMore = &next, true
+	out := auditList{Data: rows, Pagination: pagination{Limit: page.Limit, HasMore: next != nil}}
+	if next != nil {
+		s := next.Encode()
+		out.Pagination.NextCursor = &s
 	}
 	if out.Data == nil {
 		out.Data = []store.AuditEntry{}
