@@ -215,6 +215,32 @@ port_clash() { # logfile offset
 }
 log_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
+# start_on_free_port <tag> <program> <logfile> <timeout-s> <launch> <probe> [probe args...]
+# Starts a daemon on a free loopback port: <launch> is called with the port
+# and must spawn it (spawn), <probe> with the port and the probe args until
+# it answers. A port taken between choosing it and binding it is retried
+# (3 attempts); any other failure shows the log and fails. Sets PORT.
+start_on_free_port() {
+	local tag=$1 prog=$2 logf=$3 timeout=$4 launch=$5 probe=$6 attempt off rc pid
+	shift 6
+	for attempt in 1 2 3; do
+		PORT=$(free_port) || fail "$tag: no free port found"
+		off=$(log_size "$logf")
+		"$launch" "$PORT"
+		pid=$SPAWNED_PID
+		rc=0
+		wait_ready "$timeout" "$pid" "$probe" "$PORT" "$@" || rc=$?
+		((rc == 0)) && return 0
+		unspawn "$pid"
+		if ((rc == 2)) && port_clash "$logf" "$off" && ((attempt < 3)); then
+			log "$(printf '%-9s' "$tag:") port $PORT was taken; retrying"
+			continue
+		fi
+		show_tail "$logf"
+		fail "$prog did not start (log above)"
+	done
+}
+
 # HTTP probe without curl: any HTTP status line counts as "answering".
 http_answers() { # port path [header]
 	(
@@ -308,8 +334,27 @@ ensure_go_tool() { # name module@version note env-var
 # Starters. Each runs as `with-services.sh __start <svc>` in its own session
 # (process group) and writes $STATE/<svc>.env on success.
 # ---------------------------------------------------------------------------
+# The launchers of start_on_free_port (called with the port; they read the
+# locals of the start_* function that called it).
+launch_redis() {
+	spawn redis "$logf" "$bin" --bind 127.0.0.1 --port "$1" --save '' --appendonly no \
+		--databases 1024 --dir "$dir" --daemonize no --logfile ''
+}
+launch_versitygw() {
+	spawn versitygw "$logf" "$bin" --port "127.0.0.1:$1" --access "$ak" --secret "$sk" \
+		--region us-east-1 --keep-alive --quiet posix "$dir"
+}
+launch_stripe_mock() { # stripe-mock also needs an HTTPS port of its own
+	local port2
+	port2=$(free_port) || fail "stripe: no free port found"
+	while [[ $port2 == "$1" ]]; do
+		port2=$(free_port) || fail "stripe: no free port found"
+	done
+	spawn stripe-mock "$logf" "$bin" -http-addr "127.0.0.1:$1" -https-addr "127.0.0.1:$port2"
+}
+
 start_redis() {
-	local t0 bin dir logf port pid off rc attempt
+	local t0 bin dir logf port
 	t0=$(now_us)
 	if [[ -n ${TEST_REDIS_URL:-} ]]; then
 		put_env redis TEST_REDIS_URL "$TEST_REDIS_URL"
@@ -333,23 +378,8 @@ start_redis() {
 	dir=$_WS_DIR/redis
 	mkdir -p "$dir"
 	logf=$LOGDIR/redis.log
-	for attempt in 1 2 3; do
-		port=$(free_port) || fail "redis: no free port found"
-		off=$(log_size "$logf")
-		spawn redis "$logf" "$bin" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-			--databases 1024 --dir "$dir" --daemonize no --logfile ''
-		pid=$SPAWNED_PID
-		rc=0
-		wait_ready 20 "$pid" redis_pong "$port" || rc=$?
-		((rc == 0)) && break
-		unspawn "$pid"
-		if ((rc == 2)) && port_clash "$logf" "$off" && ((attempt < 3)); then
-			log "redis:    port $port was taken; retrying"
-			continue
-		fi
-		show_tail "$logf"
-		fail "redis-server did not start (log above)"
-	done
+	start_on_free_port redis redis-server "$logf" 20 launch_redis redis_pong
+	port=$PORT
 	put_env redis TEST_REDIS_URL "redis://127.0.0.1:$port/0"
 	log "redis:    started redis://127.0.0.1:$port/0 ($(since "$t0"))"
 }
@@ -454,7 +484,7 @@ start_postgres() {
 }
 
 start_s3() {
-	local t0 bin dir logf ak sk port attempt off rc pid
+	local t0 bin dir logf ak sk port
 	t0=$(now_us)
 	if [[ -n ${TEST_S3_ENDPOINT:-} ]]; then
 		put_env s3 TEST_S3_ENDPOINT "$TEST_S3_ENDPOINT"
@@ -468,23 +498,8 @@ start_s3() {
 	logf=$LOGDIR/versitygw.log
 	ak=AK$(rand_hex 9)
 	sk=$(rand_hex 20)
-	for attempt in 1 2 3; do
-		port=$(free_port) || fail "s3: no free port found"
-		off=$(log_size "$logf")
-		spawn versitygw "$logf" "$bin" --port "127.0.0.1:$port" --access "$ak" --secret "$sk" \
-			--region us-east-1 --keep-alive --quiet posix "$dir"
-		pid=$SPAWNED_PID
-		rc=0
-		wait_ready 30 "$pid" http_answers "$port" / || rc=$?
-		((rc == 0)) && break
-		unspawn "$pid"
-		if ((rc == 2)) && port_clash "$logf" "$off" && ((attempt < 3)); then
-			log "s3:       port $port was taken; retrying"
-			continue
-		fi
-		show_tail "$logf"
-		fail "versitygw did not start (log above)"
-	done
+	start_on_free_port s3 versitygw "$logf" 30 launch_versitygw http_answers /
+	port=$PORT
 	put_env s3 TEST_S3_ENDPOINT "http://127.0.0.1:$port"
 	put_env s3 TEST_S3_ACCESS_KEY "$ak"
 	put_env s3 TEST_S3_SECRET_KEY "$sk"
@@ -493,7 +508,7 @@ start_s3() {
 }
 
 start_stripe() {
-	local t0 bin logf port port2 attempt off rc pid
+	local t0 bin logf port
 	t0=$(now_us)
 	if [[ -n ${TEST_STRIPE_API_BASE:-} ]]; then
 		put_env stripe TEST_STRIPE_API_BASE "$TEST_STRIPE_API_BASE"
@@ -502,24 +517,9 @@ start_stripe() {
 	fi
 	bin=$(ensure_go_tool stripe-mock "$STRIPE_MOCK_MOD" "takes about a minute the first time" TEST_STRIPE_API_BASE)
 	logf=$LOGDIR/stripe-mock.log
-	for attempt in 1 2 3; do
-		port=$(free_port) || fail "stripe: no free port found"
-		port2=$(free_port) || fail "stripe: no free port found"
-		[[ $port2 == "$port" ]] && continue
-		off=$(log_size "$logf")
-		spawn stripe-mock "$logf" "$bin" -http-addr "127.0.0.1:$port" -https-addr "127.0.0.1:$port2"
-		pid=$SPAWNED_PID
-		rc=0
-		wait_ready 30 "$pid" http_answers "$port" /v1/customers "Authorization: Bearer sk_test_123" || rc=$?
-		((rc == 0)) && break
-		unspawn "$pid"
-		if ((rc == 2)) && port_clash "$logf" "$off" && ((attempt < 3)); then
-			log "stripe:   port $port or $port2 was taken; retrying"
-			continue
-		fi
-		show_tail "$logf"
-		fail "stripe-mock did not start (log above)"
-	done
+	start_on_free_port stripe stripe-mock "$logf" 30 launch_stripe_mock \
+		http_answers /v1/customers "Authorization: Bearer sk_test_123"
+	port=$PORT
 	put_env stripe TEST_STRIPE_API_BASE "http://127.0.0.1:$port"
 	log "stripe:   started stripe-mock http://127.0.0.1:$port ($(since "$t0"))"
 }
