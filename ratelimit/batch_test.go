@@ -132,21 +132,8 @@ func TestConcurrentCallsOfABlockedSubject(t *testing.T) {
 // RATE_LIMIT_REDIS_TIMEOUT as its timeouts).
 func TestHungRedisReleasesCallers(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
-	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), Protocol: 2, ReadTimeout: 300 * time.Millisecond,
+	silent := fakeServer(t, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
+	rdb := redis.NewClient(&redis.Options{Addr: silent, Protocol: 2, ReadTimeout: 300 * time.Millisecond,
 		MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { rdb.Close() })
 	l := newLimiter(t, rdb, Config{})
@@ -246,9 +233,9 @@ func TestConcurrentRefusalsCountOnce(t *testing.T) {
 	t.Logf("%d refusals counted, %d met the block", len(seen), blocked)
 }
 
-// slowRedis is a TCP proxy to addr that holds every reply from Redis for
-// delay before passing it on: a slow Redis, not a dead one.
-func slowRedis(t *testing.T, addr string, delay time.Duration) string {
+// fakeServer accepts connections on a loopback port until the test ends
+// and hands each to serve; it returns the address.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -261,31 +248,40 @@ func slowRedis(t *testing.T, addr string, delay time.Duration) string {
 			if err != nil {
 				return
 			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				return
-			}
-			t.Cleanup(func() { c.Close(); s.Close() })
-			go func() { _, _ = io.Copy(s, c) }()
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 {
-						time.Sleep(delay)
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+			serve(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// slowRedis is a TCP proxy to addr that holds every reply from Redis for
+// delay before passing it on: a slow Redis, not a dead one.
+func slowRedis(t *testing.T, addr string, delay time.Duration) string {
+	t.Helper()
+	return fakeServer(t, func(c net.Conn) {
+		s, err := net.Dial("tcp", addr)
+		if err != nil {
+			c.Close()
+			return
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		go func() { _, _ = io.Copy(s, c) }()
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 {
+					time.Sleep(delay)
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	})
 }
 
 // TestBatchedCallOutlivesItsContext: a call already in a batch on its way
