@@ -77,22 +77,14 @@ func New(opt Options) *Registry {
 		Buckets: httpBuckets,
 	}, []string{"route", "method"})
 	taskLabels := []string{"task_type", "queue"}
-	r.tasksProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "tasks", Name: "processed_total",
-		Help: "Task attempts finished (succeeded or failed), by task type and queue.",
-	}, taskLabels)
-	r.tasksFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "tasks", Name: "failed_total",
-		Help: "Task attempts that returned an error, by task type and queue.",
-	}, taskLabels)
-	r.tasksRetried = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "tasks", Name: "retried_total",
-		Help: "Failed task attempts that asynq will retry, by task type and queue.",
-	}, taskLabels)
-	r.tasksArchived = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "tasks", Name: "archived_total",
-		Help: "Tasks archived (dead: retries exhausted or a permanent error); an operator must look. Alert on any increase.",
-	}, taskLabels)
+	taskCounter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "tasks", Name: name, Help: help}, taskLabels)
+	}
+	r.tasksProcessed = taskCounter("processed_total", "Task attempts finished (succeeded or failed), by task type and queue.")
+	r.tasksFailed = taskCounter("failed_total", "Task attempts that returned an error, by task type and queue.")
+	r.tasksRetried = taskCounter("retried_total", "Failed task attempts that asynq will retry, by task type and queue.")
+	r.tasksArchived = taskCounter("archived_total",
+		"Tasks archived (dead: retries exhausted or a permanent error); an operator must look. Alert on any increase.")
 	r.taskDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Subsystem: "task", Name: "duration_seconds",
 		Help:    "Time one task attempt took in its handler, by task type and queue.",
