@@ -168,17 +168,11 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 // profileBookings runs the same load on an in-process twin of the API
 // under the CPU profiler.
 func profileBookings(ctx context.Context, st *stack, gen *bookingRequests, clients int, dur time.Duration, realRate float64) (Row, error) {
-	tw, err := newTwin(ctx, st)
+	t, stop, err := twinAPI(ctx, st, clients)
 	if err != nil {
 		return Row{}, err
 	}
-	defer tw.close()
-	base, err := tw.api()
-	if err != nil {
-		return Row{}, err
-	}
-	t := newTarget(base, clients)
-	defer t.close()
+	defer stop()
 	closedLoad(ctx, clients, 300*time.Millisecond, 0, gen.send(t))
 	var r loadStats
 	cmd, err := profileCPU(st.env.Profiles, "bookings-api", func() { r = closedLoad(ctx, clients, dur, 0, gen.send(t)) })

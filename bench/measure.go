@@ -185,16 +185,8 @@ func (u usage) cores() string {
 	if u.elapsed <= 0 {
 		return "-"
 	}
-	c := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/u.elapsed.Seconds()) }
-	var parts []string
-	for i, n := range u.names {
-		parts = append(parts, n+" "+c(u.procs[i]))
-	}
-	if u.pgLocal {
-		parts = append(parts, "postgres "+c(u.pg))
-	}
-	parts = append(parts, "redis "+c(u.redis), "bench "+c(u.self))
-	return strings.Join(parts, " · ") + fmt.Sprintf(" (of %d)", numCPU())
+	return u.each(func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/u.elapsed.Seconds()) }) +
+		fmt.Sprintf(" (of %d)", numCPU())
 }
 
 // cpuPerOp says how much CPU each part spent per operation, e.g.
@@ -203,15 +195,20 @@ func (u usage) cpuPerOp(n int) string {
 	if n <= 0 {
 		return "-"
 	}
-	c := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(n)) }
+	return u.each(func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(n)) })
+}
+
+// each formats the CPU time of every part with f: the processes under
+// test, PostgreSQL when local, Redis and this process, in that order.
+func (u usage) each(f func(time.Duration) string) string {
 	var parts []string
 	for i, name := range u.names {
-		parts = append(parts, name+" "+c(u.procs[i]))
+		parts = append(parts, name+" "+f(u.procs[i]))
 	}
 	if u.pgLocal {
-		parts = append(parts, "postgres "+c(u.pg))
+		parts = append(parts, "postgres "+f(u.pg))
 	}
-	parts = append(parts, "redis "+c(u.redis), "bench "+c(u.self))
+	parts = append(parts, "redis "+f(u.redis), "bench "+f(u.self))
 	return strings.Join(parts, " · ")
 }
 

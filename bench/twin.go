@@ -147,6 +147,22 @@ func profileRow(what string, rate float64, realRate float64, cmd string) Row {
 		Baseline: fmt.Sprintf("real process %.0f/s", realRate), Ratio: ratio(rate, realRate), Target: strings.TrimSpace(cmd)}
 }
 
+// twinAPI starts an in-process twin of the API and a load target with
+// conns connections to it; stop closes both.
+func twinAPI(ctx context.Context, st *stack, conns int) (t *target, stop func(), err error) {
+	tw, err := newTwin(ctx, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	base, err := tw.api()
+	if err != nil {
+		tw.close()
+		return nil, nil, err
+	}
+	t = newTarget(base, conns)
+	return t, func() { t.close(); tw.close() }, nil
+}
+
 // serveLoopback serves h on a fresh loopback port.
 func serveLoopback(h http.Handler) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

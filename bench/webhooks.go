@@ -175,17 +175,11 @@ func benchWebhooks(ctx context.Context, env Env) ([]Row, error) {
 // profileIngestion delivers as many events again to an in-process twin of
 // the API under the CPU profiler.
 func profileIngestion(ctx context.Context, st *stack, n, senders int, realRate float64) (Row, error) {
-	tw, err := newTwin(ctx, st)
+	t, stop, err := twinAPI(ctx, st, senders)
 	if err != nil {
 		return Row{}, err
 	}
-	defer tw.close()
-	base, err := tw.api()
-	if err != nil {
-		return Row{}, err
-	}
-	t := newTarget(base, senders)
-	defer t.close()
+	defer stop()
 	now := time.Now()
 	bodies, sigs := make([][]byte, n), make([]string, n)
 	for i := range bodies {
