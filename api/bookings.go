@@ -34,7 +34,7 @@ type BookingView struct {
 }
 
 // PaymentView is the booking's PaymentIntent, for the client to confirm
-// (filled in by the Stripe issue; null until then).
+// (null until the intent exists).
 type PaymentView struct {
 	PaymentIntentID string `json:"payment_intent_id"`
 	ClientSecret    string `json:"client_secret,omitempty"`

@@ -27,8 +27,8 @@ type ListingView struct {
 	UpdatedAt   time.Time   `json:"updated_at"`
 }
 
-// PhotoView is one photo of a listing: a reference to an image upload. (The
-// uploads issue adds its URLs and variants.)
+// PhotoView is one photo of a listing: a reference to an image upload (its
+// variants and URLs are at GET /upload/:id, for its owner only).
 type PhotoView struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
