@@ -189,18 +189,19 @@ func (in *Inbox) collect() {
 				break drain
 			}
 		}
-		in.wg.Add(1)
-		go func() {
-			defer in.wg.Done()
-			defer func() { <-in.sem }()
-			in.flush(batch)
-		}()
+		in.flushHeld(batch)
 	}
 }
 
 // launch flushes one batch outside the collector's flow control (shutdown).
 func (in *Inbox) launch(batch []*inboxReq) {
 	in.sem <- struct{}{}
+	in.flushHeld(batch)
+}
+
+// flushHeld flushes batch in the background with a flusher slot (in.sem)
+// its caller holds, and releases the slot when done.
+func (in *Inbox) flushHeld(batch []*inboxReq) {
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
