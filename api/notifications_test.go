@@ -12,12 +12,15 @@ import (
 
 	"github.com/rentalportal/portal/api"
 	"github.com/rentalportal/portal/internal/testkit"
+	"github.com/rentalportal/portal/mail"
 	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
 	"github.com/rentalportal/portal/worker"
 )
 
-// deliverInApp runs the worker's notify:inapp handler on every in-app
-// outbox row, as a worker would once the relay enqueued them.
+// deliverInApp runs the worker's notify:event handler on every notify
+// outbox row, as a worker would once the relay enqueued them; its emails go
+// nowhere.
 func (a *testAPI) deliverInApp() {
 	a.t.Helper()
 	ctx := context.Background()
@@ -25,16 +28,20 @@ func (a *testAPI) deliverInApp() {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	w := worker.New(worker.Config{}, worker.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: a.db})
+	w := worker.New(worker.Config{}, worker.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: a.db, Mailer: discardMailer{}})
 	for _, m := range msgs {
-		if m.Type != "notify:inapp" {
+		if m.Type != tasks.TypeNotifyEvent {
 			continue
 		}
 		if err := w.Mux().ProcessTask(ctx, asynq.NewTask(m.Type, m.Payload)); err != nil {
-			a.t.Fatalf("notify:inapp %s: %v", m.ID, err)
+			a.t.Fatalf("%s: %v", m.ID, err)
 		}
 	}
 }
+
+type discardMailer struct{}
+
+func (discardMailer) Send(context.Context, mail.Message) error { return nil }
 
 // TestNotificationsAPI: each user lists only their own notifications,
 // newest first, paged, with the unread count; marking one read is

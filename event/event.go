@@ -111,6 +111,32 @@ func Audience(t Type) []Delivery {
 	return out
 }
 
+// Addressee is one delivery of an event to a recipient: the role's
+// recipient ID in the event's data (a user ID, or OperatorsRecipient).
+type Addressee struct {
+	Delivery
+	RecipientID string
+}
+
+// Addressees returns the deliveries this event asks for, in Audience
+// order: each role of its audience that its data names, on each channel,
+// once per recipient and channel (a user in two roles hears once).
+func (ev Event) Addressees() []Addressee {
+	var out []Addressee
+	seen := map[Addressee]bool{}
+	for _, d := range Audience(ev.Type) {
+		a := Addressee{Delivery: d, RecipientID: ev.Data.Recipient(d.Role)}
+		a.Role = "" // the key is recipient and channel
+		if a.RecipientID == "" || seen[a] {
+			continue
+		}
+		seen[a] = true
+		a.Role = d.Role
+		out = append(out, a)
+	}
+	return out
+}
+
 // Known reports whether t is a type of this package.
 func (t Type) Known() bool { _, ok := audiences[t]; return ok }
 

@@ -16,12 +16,12 @@ import (
 // imports nothing of ours) for this.
 
 // RecordEvent records a domain event in the caller's transaction — the
-// transaction of the change it describes — with one outbox row per
-// recipient and channel (notify:email, notify:inapp, see event.Audience),
-// and returns those messages for the caller to publish after commit (or
+// transaction of the change it describes — with the outbox row of its
+// notify:event task when it concerns anyone (see event.Audience), and
+// returns that message for the caller to publish after commit (or
 // leave to the relay's poll). An event with a deterministic ID
-// (event.IDFor) recorded twice is written once, and so are its outbox rows
-// (their IDs derive from the event's), so a duplicate cause notifies no one
+// (event.IDFor) recorded twice is written once, and so is its outbox row
+// (its ID derives from the event's), so a duplicate cause notifies no one
 // twice. An event whose data names no recipient for a role skips the role.
 func RecordEvent(ctx context.Context, q Queryer, ev event.Event) ([]tasks.Message, error) {
 	if !ev.Type.Known() {
@@ -106,35 +106,18 @@ func toOutbox(msgs []tasks.Message) []OutboxMessage {
 	return out
 }
 
-// NotifyMessages returns the notify tasks an event asks for: one per
-// recipient and channel of its audience, with deterministic IDs.
+// NotifyMessages returns the notify task an event asks for: one
+// notify:event (deterministic ID) when its audience names anyone, none
+// otherwise. The worker fans it out to each addressee and channel.
 func NotifyMessages(ev event.Event) ([]tasks.Message, error) {
-	var msgs []tasks.Message
-	seen := map[string]bool{}
-	for _, d := range event.Audience(ev.Type) {
-		rcpt := ev.Data.Recipient(d.Role)
-		if rcpt == "" {
-			continue
-		}
-		p := tasks.Notify{Channel: taskTypeOf(d.Channel), EventID: ev.ID, RecipientID: rcpt}
-		if seen[p.TaskID()] {
-			continue
-		}
-		seen[p.TaskID()] = true
-		m, err := tasks.Encode(p)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, m)
+	if len(ev.Addressees()) == 0 {
+		return nil, nil
 	}
-	return msgs, nil
-}
-
-func taskTypeOf(c event.Channel) string {
-	if c == event.Email {
-		return tasks.TypeNotifyEmail
+	m, err := tasks.Encode(tasks.NotifyEvent{EventID: ev.ID})
+	if err != nil {
+		return nil, err
 	}
-	return tasks.TypeNotifyInApp
+	return []tasks.Message{m}, nil
 }
 
 type eventRow struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 func outboxIDs(t *testing.T, db *store.DB, eventID string) []string {
 	t.Helper()
 	var ids []string
-	if err := store.Select(context.Background(), db, &ids, `SELECT id FROM outbox WHERE id LIKE ? ORDER BY id`, "%:"+eventID+":%"); err != nil {
+	if err := store.Select(context.Background(), db, &ids, `SELECT id FROM outbox WHERE id LIKE ? ORDER BY id`, "%:"+eventID+"%"); err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -39,8 +40,9 @@ func msgIDs(msgs []tasks.Message) []string {
 }
 
 // TestBookingTransitionsRecordTheirEvents: every transition that concerns
-// people records one domain event, with the data its messages need and one
-// outbox row per recipient and channel, in the transition's transaction;
+// people records one domain event, with the data its messages need, the
+// addressees its audience names and its one notify:event outbox row, in
+// the transition's transaction;
 // start and end record none; a refused transition records nothing.
 func TestBookingTransitionsRecordTheirEvents(t *testing.T) {
 	t.Parallel()
@@ -56,7 +58,7 @@ func TestBookingTransitionsRecordTheirEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// booking.created: the caller's expiry and the event's three notify tasks.
+		// booking.created: the caller's expiry and the event's notify task.
 		evs, err := store.EventsOf(ctx, db, event.SubjectBooking, id)
 		if err != nil || len(evs) != 1 || evs[0].Type != event.BookingCreated {
 			t.Fatalf("events after create = %+v, %v", evs, err)
@@ -67,10 +69,13 @@ func TestBookingTransitionsRecordTheirEvents(t *testing.T) {
 			!ev.Data.PayBy.Equal(created.ExpiresAt) || ev.Data.RenterID != renter.ID || ev.Data.OwnerID != owner.ID {
 			t.Fatalf("booking.created data = %+v", ev.Data)
 		}
-		want := []string{
-			"notify:email:" + ev.ID + ":" + renter.ID,
-			"notify:inapp:" + ev.ID + ":" + owner.ID,
-			"notify:inapp:" + ev.ID + ":" + renter.ID,
+		want := []string{"notify:event:" + ev.ID}
+		addressee := func(r event.Role, c event.Channel, id string) event.Addressee {
+			return event.Addressee{Delivery: event.Delivery{Role: r, Channel: c}, RecipientID: id}
+		}
+		if got, want := ev.Addressees(), []event.Addressee{addressee(event.Renter, event.Email, renter.ID),
+			addressee(event.Renter, event.InApp, renter.ID), addressee(event.Owner, event.InApp, owner.ID)}; !slices.Equal(got, want) {
+			t.Fatalf("booking.created addressees = %+v, want %+v", got, want)
 		}
 		if got := outboxIDs(t, db, ev.ID); !slices.Equal(got, want) {
 			t.Fatalf("outbox of booking.created = %v, want %v", got, want)
@@ -84,7 +89,7 @@ func TestBookingTransitionsRecordTheirEvents(t *testing.T) {
 			ev      booking.Event
 			typ     event.Type // "" → no event
 			outcome string
-			rcpts   int // outbox rows
+			rcpts   int // addressees of the event
 		}{
 			{booking.PaymentSucceeded, event.BookingConfirmed, "", 4},
 			{booking.Start, "", "", 0},
@@ -110,17 +115,21 @@ func TestBookingTransitionsRecordTheirEvents(t *testing.T) {
 			if last.Type != s.typ || last.Data.Outcome != s.outcome || last.Data.FromStatus == "" {
 				t.Fatalf("step %d %s: last event %+v", i, s.ev, last)
 			}
-			if got := outboxIDs(t, db, last.ID); len(got) != s.rcpts || !slices.Equal(got, msgIDs(b.Outbox)) {
+			if got := outboxIDs(t, db, last.ID); !slices.Equal(got, []string{"notify:event:" + last.ID}) || !slices.Equal(got, msgIDs(b.Outbox)) {
 				t.Fatalf("step %d %s: outbox %v, returned %v", i, s.ev, got, msgIDs(b.Outbox))
+			}
+			if n := len(last.Addressees()); n != s.rcpts {
+				t.Fatalf("step %d %s: %d addressees, want %d", i, s.ev, n, s.rcpts)
 			}
 		}
 		evs, _ = store.EventsOf(ctx, db, event.SubjectBooking, id)
 		if len(evs) != 6 {
 			t.Fatalf("%d events, want 6", len(evs))
 		}
-		// The operators' task is one per event: the worker fans it out.
-		if n := countRows(t, db, `SELECT count(*) FROM outbox WHERE id = ?`, "notify:email:"+evs[2].ID+":operators"); n != 1 {
-			t.Fatalf("operators' task rows = %d", n)
+		// The operators are one addressee, whatever their number of
+		// addresses: the worker emails each.
+		if a := evs[2].Addressees(); a[len(a)-1] != addressee(event.Operators, event.Email, event.OperatorsRecipient) {
+			t.Fatalf("booking.disputed addressees = %+v", a)
 		}
 
 		// A refused transition (a refunded booking cannot be paid) records nothing.
@@ -158,8 +167,8 @@ func TestEventRollsBackWithItsChange(t *testing.T) {
 		if n := countRows(t, db, `SELECT count(*) FROM domain_events WHERE type = 'booking.confirmed'`); n != 0 {
 			t.Fatalf("%d confirmed events after a rollback", n)
 		}
-		if n := countRows(t, db, `SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`); n != 3 {
-			t.Fatalf("%d notify rows, want the 3 of booking.created", n)
+		if n := countRows(t, db, `SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`); n != 1 {
+			t.Fatalf("%d notify rows, want the one of booking.created", n)
 		}
 	})
 }
@@ -183,27 +192,30 @@ func TestRecordEventWithAKeyIsOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(msgIDs(first), msgIDs(second)) || len(first) != 3 {
+		if !slices.Equal(msgIDs(first), msgIDs(second)) || len(first) != 1 {
 			t.Fatalf("messages %v then %v", msgIDs(first), msgIDs(second))
 		}
 		if n := countRows(t, db, `SELECT count(*) FROM domain_events WHERE type = 'payout.failed'`); n != 1 {
 			t.Fatalf("%d payout.failed events, want 1", n)
 		}
-		if n := countRows(t, db, `SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`); n != 3 {
-			t.Fatalf("%d notify rows, want 3", n)
+		if n := countRows(t, db, `SELECT count(*) FROM outbox WHERE task_type LIKE 'notify:%'`); n != 1 {
+			t.Fatalf("%d notify rows, want 1", n)
 		}
 		evs, _ := store.EventsOf(ctx, db, event.SubjectPayout, "po_1")
 		if len(evs) != 1 || evs[0].Data.Currency != "EUR" || evs[0].Data.Reason != "account_closed" || !evs[0].Data.ArrivalDate.Equal(arrival) {
 			t.Fatalf("payout event = %+v", evs)
 		}
+		if n := len(evs[0].Addressees()); n != 3 { // owner email and in-app, operators
+			t.Fatalf("payout.failed has %d addressees, want 3", n)
+		}
 
 		msgs, err := store.RecordAccountRestricted(ctx, db, "stripe:evt_10", owner.ID, "acct_1", true, false)
-		if err != nil || len(msgs) != 3 {
+		if err != nil || len(msgs) != 1 || msgs[0].Type != tasks.TypeNotifyEvent {
 			t.Fatalf("account restricted: %v, %v", msgIDs(msgs), err)
 		}
 		up := insertUpload(t, db, owner.ID, "image", "processing")
 		msgs, err = store.RecordUploadEvent(ctx, db, event.UploadReady, store.UploadFacts{ID: up, OwnerID: owner.ID, Kind: "image"})
-		if err != nil || len(msgs) != 1 || msgs[0].Type != tasks.TypeNotifyInApp {
+		if err != nil || len(msgs) != 1 || msgs[0].Type != tasks.TypeNotifyEvent {
 			t.Fatalf("upload ready: %v, %v", msgIDs(msgs), err)
 		}
 		if _, err := store.RecordUploadEvent(ctx, db, event.BookingCreated, store.UploadFacts{ID: up}); err == nil {
@@ -212,9 +224,13 @@ func TestRecordEventWithAKeyIsOnce(t *testing.T) {
 		if _, err := store.RecordEvent(ctx, db, event.Event{Type: "nonsense"}); err == nil {
 			t.Fatal("an unknown event type was recorded")
 		}
-		var payload tasks.Notify
-		if err := json.Unmarshal(msgs[0].Payload, &payload); err != nil || payload.RecipientID != owner.ID || payload.EventID == "" {
+		var payload tasks.NotifyEvent
+		if err := json.Unmarshal(msgs[0].Payload, &payload); err != nil || payload.EventID == "" {
 			t.Fatalf("payload %s: %v", msgs[0].Payload, err)
+		}
+		ready, err := store.GetEvent(ctx, db, payload.EventID)
+		if err != nil || !slices.Equal(ready.Addressees(), []event.Addressee{{Delivery: event.Delivery{Role: event.Owner, Channel: event.InApp}, RecipientID: owner.ID}}) {
+			t.Fatalf("upload.ready %+v: %v", ready, err)
 		}
 	})
 }
@@ -233,10 +249,10 @@ func TestPaymentFailedEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		msgs, err := store.RecordPaymentFailed(ctx, db, b, "stripe:evt_pf", "card_declined")
-		if err != nil || len(msgs) != 2 {
+		if err != nil || len(msgs) != 1 {
 			t.Fatalf("%v, %v", msgIDs(msgs), err)
 		}
-		ev, err := store.GetEvent(ctx, db, msgs[0].ID[len("notify:email:"):len("notify:email:")+36])
+		ev, err := store.GetEvent(ctx, db, strings.TrimPrefix(msgs[0].ID, "notify:event:"))
 		if err != nil || ev.Type != event.PaymentFailed || ev.Data.PayBy == nil || ev.Data.Reason != "card_declined" || ev.Data.Amount != 6000 {
 			t.Fatalf("event %+v, %v", ev, err)
 		}
@@ -256,7 +272,7 @@ func TestDeliveryClaims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var p tasks.Notify
+		var p tasks.NotifyEvent
 		_ = json.Unmarshal(msgs[0].Payload, &p)
 		k := store.DeliveryKey{EventID: p.EventID, RecipientID: owner.ID, Channel: "email"}
 		claim := func(lease time.Duration) (bool, string) {
@@ -312,7 +328,7 @@ func TestNotifications(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var p tasks.Notify
+			var p tasks.NotifyEvent
 			_ = json.Unmarshal(msgs[0].Payload, &p)
 			n := &store.Notification{UserID: a.ID, EventID: p.EventID, Type: "account.restricted", Title: "T", Body: "B"}
 			for j := 0; j < 2; j++ {

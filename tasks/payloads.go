@@ -83,7 +83,23 @@ func (p Reconcile) TaskID() string {
 	return TypePaymentsReconcile + ":" + p.At.UTC().Format(time.RFC3339)
 }
 
-// Notify delivers one domain event to one recipient over one channel.
+// NotifyEvent delivers one domain event to everyone it concerns, on every
+// channel its audience names (event.Audience): one task per event, however
+// many deliveries. Each delivery is idempotent on its own (one in-app
+// notification per event and user, one delivery record per event,
+// recipient and channel), so a retry redoes only what did not happen.
+type NotifyEvent struct {
+	EventID string `json:"event_id"`
+}
+
+// TaskType implements Payload.
+func (NotifyEvent) TaskType() string { return TypeNotifyEvent }
+
+// TaskID implements Payload: one task per event.
+func (p NotifyEvent) TaskID() string { return TypeNotifyEvent + ":" + p.EventID }
+
+// Notify delivers one domain event to one recipient over one channel: the
+// task of the types notify:event replaced, still handled.
 type Notify struct {
 	Channel     string `json:"-"` // TypeNotifyEmail or TypeNotifyInApp
 	EventID     string `json:"event_id"`

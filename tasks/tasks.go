@@ -23,8 +23,11 @@ const (
 	TypeBookingsTick       = "bookings:tick"
 	TypeMaintenanceSweep   = "maintenance:sweep"
 	TypeMaintenanceCleanup = "maintenance:cleanup"
-	TypeNotifyEmail        = "notify:email"
-	TypeNotifyInApp        = "notify:inapp"
+	TypeNotifyEvent        = "notify:event"
+	// One delivery each: what notify:event did before it existed. Still
+	// handled, for tasks of those types already queued.
+	TypeNotifyEmail = "notify:email"
+	TypeNotifyInApp = "notify:inapp"
 )
 
 // Queue names, highest weight first.
@@ -67,8 +70,11 @@ var specs = map[string]Spec{
 	TypeBookingsTick:       {TypeBookingsTick, QueueDefault, 3, 2 * time.Minute, 24 * time.Hour},
 	TypeMaintenanceSweep:   {TypeMaintenanceSweep, QueueLow, 3, 2 * time.Minute, 24 * time.Hour},
 	TypeMaintenanceCleanup: {TypeMaintenanceCleanup, QueueLow, 3, 10 * time.Minute, 24 * time.Hour},
-	TypeNotifyEmail:        {TypeNotifyEmail, QueueDefault, 60, time.Minute, time.Hour}, // 60 short retries (worker.retryDelay): over 4h of SMTP outage
-	TypeNotifyInApp:        {TypeNotifyInApp, QueueDefault, 10, 30 * time.Second, time.Hour},
+	// 60 short retries (worker.retryDelay): over 4h of SMTP outage. An
+	// event's attempt sends at most a few emails (renter, owner, operators).
+	TypeNotifyEvent: {TypeNotifyEvent, QueueDefault, 60, 90 * time.Second, time.Hour},
+	TypeNotifyEmail: {TypeNotifyEmail, QueueDefault, 60, time.Minute, time.Hour},
+	TypeNotifyInApp: {TypeNotifyInApp, QueueDefault, 10, 30 * time.Second, time.Hour},
 }
 
 // Types returns every task type of the contract.

@@ -26,6 +26,7 @@ func TestTypeNamesAreFrozen(t *testing.T) {
 		"bookings:tick":       QueueDefault,
 		"maintenance:sweep":   QueueLow,
 		"maintenance:cleanup": QueueLow,
+		"notify:event":        QueueDefault,
 		"notify:email":        QueueDefault,
 		"notify:inapp":        QueueDefault,
 	}
@@ -69,6 +70,7 @@ func TestDeterministicIDs(t *testing.T) {
 		Tick{Type: TypeBookingsTick, At: tick}, Tick{Type: TypeMaintenanceSweep, At: tick},
 		Tick{Type: TypeBookingsTick, At: tick.Add(time.Minute)},
 		Reconcile{At: tick, Window: time.Hour},
+		NotifyEvent{EventID: "e1"}, NotifyEvent{EventID: "e2"},
 		Notify{Channel: TypeNotifyEmail, EventID: "e1", RecipientID: "r1"},
 		Notify{Channel: TypeNotifyInApp, EventID: "e1", RecipientID: "r1"},
 	}

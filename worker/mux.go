@@ -22,6 +22,7 @@ func (w *Worker) Mux() *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeBookingsTick, w.bookingsTick)
 	mux.HandleFunc(tasks.TypeMaintenanceSweep, w.sweep)
 	mux.HandleFunc(tasks.TypeMaintenanceCleanup, w.cleanup)
+	mux.HandleFunc(tasks.TypeNotifyEvent, w.notifyEvent)
 	mux.HandleFunc(tasks.TypeNotifyEmail, w.notifyEmail)
 	mux.HandleFunc(tasks.TypeNotifyInApp, w.notifyInApp)
 	return mux

@@ -30,24 +30,108 @@ type Mailer interface {
 // mid-send): longer than a notify:email attempt can run.
 const deliveryLease = 2 * time.Minute
 
-// notifyInApp writes one user's in-app notification of an event. The
-// notification is unique per (event, user): a retried or duplicated task
-// inserts nothing more.
+// notifyEvent delivers one domain event to each of its addressees
+// (event.Addressees): in-app notifications first — they need nothing but
+// the database —, then emails. Every delivery is idempotent on its own, so
+// a retried task redoes only those that did not happen. A delivery that
+// failed for now (the mail server is down) makes the task fail and be
+// retried with the notify backoff; one that can never succeed (no
+// template, no mailer) is logged and, if nothing is left to retry, archives
+// the task for an operator to see.
+func (w *Worker) notifyEvent(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.NotifyEvent](t)
+	if err != nil {
+		return err
+	}
+	ev, err := store.GetEvent(ctx, w.deps.DB, p.EventID)
+	if err != nil {
+		return err
+	}
+	var again, never []error
+	for _, ch := range []domainevent.Channel{domainevent.InApp, domainevent.Email} {
+		for _, a := range ev.Addressees() {
+			if a.Channel != ch {
+				continue
+			}
+			var err error
+			if ch == domainevent.InApp {
+				err = w.inApp(ctx, ev, a.Role, a.RecipientID)
+			} else {
+				err = w.email(ctx, ev, a.Role, a.RecipientID)
+			}
+			switch {
+			case err == nil:
+			case errors.Is(err, asynq.SkipRetry):
+				w.log.ErrorContext(ctx, "notification cannot be delivered", "event_id", ev.ID, "event_type", ev.Type,
+					"channel", ch, "recipient_id", a.RecipientID, "err", err)
+				// Its text only: the SkipRetry in it must not stop the
+				// retry of the others.
+				never = append(never, fmt.Errorf("%s to %s: %s", ch, a.RecipientID, err))
+			default:
+				again = append(again, fmt.Errorf("%s to %s: %w", ch, a.RecipientID, err))
+			}
+		}
+	}
+	if len(again) > 0 {
+		return errors.Join(append(again, never...)...)
+	}
+	if len(never) > 0 {
+		return fmt.Errorf("%w: %w", errors.Join(never...), asynq.SkipRetry)
+	}
+	return nil
+}
+
+// notifyInApp handles notify:inapp, one delivery of the tasks notify:event
+// replaced.
 func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
 	p, err := tasks.Decode[tasks.Notify](t)
 	if err != nil {
 		return err
 	}
-	ev, role, err := w.notifyEvent(ctx, p)
+	ev, role, err := w.notifyRecipient(ctx, p)
 	if err != nil {
 		return err
 	}
+	return w.inApp(ctx, ev, role, p.RecipientID)
+}
+
+// notifyEmail handles notify:email, one delivery of the tasks notify:event
+// replaced.
+func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.Notify](t)
+	if err != nil {
+		return err
+	}
+	ev, role, err := w.notifyRecipient(ctx, p)
+	if err != nil {
+		return err
+	}
+	return w.email(ctx, ev, role, p.RecipientID)
+}
+
+// notifyRecipient loads a notify task's event and the recipient's role in it.
+func (w *Worker) notifyRecipient(ctx context.Context, p tasks.Notify) (*domainevent.Event, domainevent.Role, error) {
+	ev, err := store.GetEvent(ctx, w.deps.DB, p.EventID)
+	if err != nil {
+		return nil, "", err
+	}
+	role, ok := ev.Data.RoleOf(p.RecipientID)
+	if !ok {
+		return nil, "", fmt.Errorf("recipient %s is not concerned by event %s: %w", p.RecipientID, ev.ID, asynq.SkipRetry)
+	}
+	return ev, role, nil
+}
+
+// inApp writes one user's in-app notification of an event. The
+// notification is unique per (event, user): a retried or duplicated task
+// inserts nothing more.
+func (w *Worker) inApp(ctx context.Context, ev *domainevent.Event, role domainevent.Role, userID string) error {
 	if role == domainevent.Operators || w.deps.Notify == nil {
 		return fmt.Errorf("no in-app notification to %s of event %s: %w", role, ev.ID, asynq.SkipRetry)
 	}
-	u, err := store.GetUser(ctx, w.deps.DB, p.RecipientID)
+	u, err := store.GetUser(ctx, w.deps.DB, userID)
 	if portal.ErrorCode(err) == portal.ENOTFOUND {
-		w.log.InfoContext(ctx, "notification skipped: the user is gone", "event_id", ev.ID, "user_id", p.RecipientID)
+		w.log.InfoContext(ctx, "notification skipped: the user is gone", "event_id", ev.ID, "user_id", userID)
 		return nil
 	}
 	if err != nil {
@@ -66,19 +150,11 @@ func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// notifyEmail emails an event to one recipient — a user, or each operator
+// email emails an event to one recipient — a user, or each operator
 // address — exactly once per (event, recipient): see deliverEmail.
-func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
-	p, err := tasks.Decode[tasks.Notify](t)
-	if err != nil {
-		return err
-	}
+func (w *Worker) email(ctx context.Context, ev *domainevent.Event, role domainevent.Role, rcptID string) error {
 	if w.deps.Mailer == nil || w.deps.Notify == nil {
 		return fmt.Errorf("no mailer configured: %w", asynq.SkipRetry)
-	}
-	ev, role, err := w.notifyEvent(ctx, p)
-	if err != nil {
-		return err
 	}
 	if role == domainevent.Operators {
 		var errs []error
@@ -90,28 +166,15 @@ func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
 		}
 		return errors.Join(errs...)
 	}
-	u, err := store.GetUser(ctx, w.deps.DB, p.RecipientID)
+	u, err := store.GetUser(ctx, w.deps.DB, rcptID)
 	if portal.ErrorCode(err) == portal.ENOTFOUND {
-		w.log.InfoContext(ctx, "email skipped: the user is gone", "event_id", ev.ID, "user_id", p.RecipientID)
+		w.log.InfoContext(ctx, "email skipped: the user is gone", "event_id", ev.ID, "user_id", rcptID)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	return w.deliverEmail(ctx, ev, u.ID, u.Email, notify.Recipient{Role: role, Name: u.Name})
-}
-
-// notifyEvent loads a notify task's event and the recipient's role in it.
-func (w *Worker) notifyEvent(ctx context.Context, p tasks.Notify) (*domainevent.Event, domainevent.Role, error) {
-	ev, err := store.GetEvent(ctx, w.deps.DB, p.EventID)
-	if err != nil {
-		return nil, "", err
-	}
-	role, ok := ev.Data.RoleOf(p.RecipientID)
-	if !ok {
-		return nil, "", fmt.Errorf("recipient %s is not concerned by event %s: %w", p.RecipientID, ev.ID, asynq.SkipRetry)
-	}
-	return ev, role, nil
 }
 
 // deliverEmail sends one email under its delivery record (event,

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -219,6 +220,12 @@ func TestSMTPOutageDeliversOnceAfterRestart(t *testing.T) {
 		if d := f.delivery(t, ev.ID, f.renter); d.Status == store.DeliverySent || !strings.Contains(d.LastError, "smtp") {
 			t.Fatalf("delivery during the outage = %+v", d)
 		}
+		// The event's in-app notifications did not wait for the mail
+		// server: its task delivered them on its first attempt.
+		var inApp int
+		if err := store.Get(context.Background(), db, &inApp, `SELECT count(*) FROM notifications WHERE event_id = ?`, ev.ID); err != nil || inApp != 2 {
+			t.Fatalf("%d in-app notifications of the confirmation during the outage (%v), want 2", inApp, err)
+		}
 		// Back up, but the connection of the first message is cut in the
 		// middle of DATA, before the server has taken the message in. Only
 		// that connection: stopping the whole server here would also cut a
@@ -250,6 +257,27 @@ func TestSMTPOutageDeliversOnceAfterRestart(t *testing.T) {
 	})
 }
 
+// TestEventWithAnUndeliverableChannel: a worker with no mailer delivers an
+// event's in-app notifications and fails its task for good (archived, for
+// an operator to see), naming the emails it could not send; a rerun adds
+// no notification.
+func TestEventWithAnUndeliverableChannel(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testkit.SQLite(t)) // no mailer
+	b, _ := f.create(t, today().AddDays(3), today().AddDays(5), time.Hour)
+	ev := lastEvent(t, f.db, b.ID)
+	for i := 0; i < 2; i++ {
+		err := f.run(t, tasks.NotifyEvent{EventID: ev.ID})
+		if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "email to "+f.renter) {
+			t.Fatalf("run %d: %v, want a permanent failure of the renter's email", i, err)
+		}
+		var n int
+		if err := store.Get(context.Background(), f.db, &n, `SELECT count(*) FROM notifications WHERE event_id = ?`, ev.ID); err != nil || n != 2 {
+			t.Fatalf("run %d: %d in-app notifications (%v), want 2 (renter, owner)", i, n, err)
+		}
+	}
+}
+
 // TestPermanentRejectionIsRecordedNotRetried: a 550 for the renter is
 // recorded as rejected and the task completes; the owner still gets theirs.
 func TestPermanentRejectionIsRecordedNotRetried(t *testing.T) {
@@ -268,17 +296,21 @@ func TestPermanentRejectionIsRecordedNotRetried(t *testing.T) {
 	if d.Attempts != 1 || !strings.Contains(d.LastError, "550") || strings.Contains(d.LastError, f.renterEmail) {
 		t.Fatalf("rejected delivery = %+v", d)
 	}
-	id := tasks.Notify{Channel: tasks.TypeNotifyEmail, EventID: ev.ID, RecipientID: f.renter}.TaskID()
+	id := tasks.NotifyEvent{EventID: ev.ID}.TaskID()
 	waitFor(t, 5*time.Second, func() bool {
 		ti, err := f.inspector.GetTaskInfo("default", id)
 		return err == nil && ti.State == asynq.TaskStateCompleted
 	})
-	// Running it again sends nothing and counts no attempt.
-	if err := f.run(t, tasks.Notify{Channel: tasks.TypeNotifyEmail, EventID: ev.ID, RecipientID: f.renter}); err != nil {
-		t.Fatal(err)
+	// Running it again — or the one-delivery task of the older contract —
+	// sends nothing and counts no attempt.
+	for _, p := range []tasks.Payload{tasks.NotifyEvent{EventID: ev.ID},
+		tasks.Notify{Channel: tasks.TypeNotifyEmail, EventID: ev.ID, RecipientID: f.renter}} {
+		if err := f.run(t, p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d := f.delivery(t, ev.ID, f.renter); d.Attempts != 1 || len(f.smtp.To(f.renterEmail)) != 0 {
-		t.Fatalf("after a rerun: %+v, %d emails", d, len(f.smtp.To(f.renterEmail)))
+	if d := f.delivery(t, ev.ID, f.renter); d.Attempts != 1 || len(f.smtp.To(f.renterEmail)) != 0 || len(f.smtp.To(f.ownerEmail)) != 1 {
+		t.Fatalf("after a rerun: %+v, %d emails to the renter, %d to the owner", d, len(f.smtp.To(f.renterEmail)), len(f.smtp.To(f.ownerEmail)))
 	}
 }
 
