@@ -61,12 +61,16 @@ func BookingHistories(ctx context.Context, q Queryer, ids ...string) (map[string
 	return out, nil
 }
 
+// BookingsToStart, BookingsToEnd and OverdueExpiries name their status in
+// the SQL text, not as a parameter: a cached (generic) plan can use a
+// partial index only then (migration 00008).
+
 // BookingsToStart returns up to limit IDs, greater than after, of confirmed
 // bookings whose first day has come (start_date <= today), in ID order.
 func BookingsToStart(ctx context.Context, q Queryer, today booking.Date, after string, limit int) ([]string, error) {
 	var ids []string
-	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = ? AND start_date <= ? AND id > ?
-		ORDER BY id LIMIT ?`, booking.Confirmed, today, after, limit)
+	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = 'confirmed' AND start_date <= ? AND id > ?
+		ORDER BY id LIMIT ?`, today, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("bookings to start: %w", err)
 	}
@@ -79,8 +83,8 @@ func BookingsToStart(ctx context.Context, q Queryer, today booking.Date, after s
 // constraint count it), so a booking is over once today >= end_date.
 func BookingsToEnd(ctx context.Context, q Queryer, today booking.Date, after string, limit int) ([]string, error) {
 	var ids []string
-	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = ? AND end_date <= ? AND id > ?
-		ORDER BY id LIMIT ?`, booking.Active, today, after, limit)
+	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = 'active' AND end_date <= ? AND id > ?
+		ORDER BY id LIMIT ?`, today, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("bookings to end: %w", err)
 	}
@@ -91,8 +95,8 @@ func BookingsToEnd(ctx context.Context, q Queryer, today booking.Date, after str
 // whose payment deadline passed before `before`, oldest deadline first.
 func OverdueExpiries(ctx context.Context, q Queryer, before time.Time, limit int) ([]string, error) {
 	var ids []string
-	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = ? AND expires_at < ?
-		ORDER BY expires_at LIMIT ?`, booking.PendingPayment, before.UTC(), limit)
+	err := Select(ctx, q, &ids, `SELECT id FROM bookings WHERE status = 'pending_payment' AND expires_at < ?
+		ORDER BY expires_at LIMIT ?`, before.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("overdue expiries: %w", err)
 	}
