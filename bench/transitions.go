@@ -107,6 +107,11 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency %s)", n, conc), Value: fmt.Sprintf("%.0f/s", rate),
 			Baseline: fmt.Sprintf("asynq no-op handler %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
 			Target: "≥ 3000/s", Verdict: verdict(rate >= 3000)},
+		// The issue's 3000/s was set beside a no-op it expected at about
+		// 9000/s; on this machine the no-op is slower, so the same run's
+		// ratio is the figure the machine's noise does not move.
+		{Metric: "  the same as a ratio to the no-op (issue: 3000 of ≈ 9000/s)", Value: ratio(rate, baseRate),
+			Target: "≥ 0.33×", Verdict: verdict(baseRate > 0 && rate/baseRate >= 1.0/3)},
 		{Metric: "  tasks of any type processed meanwhile", Value: fmt.Sprintf("%d (%.0f/s)", all, float64(all)/took.Seconds())},
 		{Metric: "  notify tasks the expiries queued behind them, left pending", Value: fmt.Sprint(backlog)},
 		{Metric: "  expiries/s with their notify tasks done too", Value: drainedRate(n, drained, drainErr)},
