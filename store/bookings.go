@@ -138,10 +138,36 @@ func applyBookingEvent(ctx context.Context, q Queryer, id string, ev booking.Eve
 		FROM bookings b JOIN listings l ON l.id = b.listing_id WHERE b.id = ?`, id); err != nil {
 		return nil, fmt.Errorf("get booking %s: %w", id, err)
 	}
+	t, err := planTransition(&row, ev, src, check)
+	if err != nil {
+		return &row.Booking, err
+	}
+	if isPostgres(q) {
+		err = transitionOneStatement(ctx, q, t)
+	} else {
+		err = transitionStatements(ctx, q, t)
+	}
+	return t.result(err)
+}
+
+// transition is one booking's transition as planned from the booking read:
+// what to write, and the booking as it will be.
+type transition struct {
+	old    *Booking
+	new    Booking // its Outbox holds the messages written with it
+	ev     booking.Event
+	hist   []any // the history row's columns
+	evArgs []any // the domain event's columns; nil when it concerns no one
+}
+
+// planTransition vets a booking as read (check, then the state machine)
+// and plans its transition; the error is check's as is, or ECONFLICT
+// wrapping *booking.IllegalTransition.
+func planTransition(row *bookingForEvent, ev booking.Event, src Source, check func(*Booking) error) (*transition, error) {
 	b := &row.Booking
 	if check != nil {
 		if err := check(b); err != nil {
-			return b, err
+			return nil, err
 		}
 	}
 	before := booking.Status("")
@@ -150,7 +176,7 @@ func applyBookingEvent(ctx context.Context, q Queryer, id string, ev booking.Eve
 	}
 	to, err := booking.Next(b.Status, ev, before)
 	if err != nil {
-		return b, portal.WrapError(portal.ECONFLICT, err, "%s", err.Error())
+		return nil, portal.WrapError(portal.ECONFLICT, err, "%s", err.Error())
 	}
 	now := Now()
 	var beforeDispute *string
@@ -158,38 +184,34 @@ func applyBookingEvent(ctx context.Context, q Queryer, id string, ev booking.Eve
 		s := string(b.Status)
 		beforeDispute = &s
 	}
-	from := b.Status
-	nb := *b
-	nb.Status, nb.BeforeDispute, nb.UpdatedAt = to, beforeDispute, now
-	var msgs []tasks.Message
-	var evArgs []any
-	de, notify := bookingEvent(&nb, listing{Title: row.Title, TimeZone: row.TimeZone}, from, ev, src)
+	t := &transition{old: b, new: *b, ev: ev}
+	t.new.Status, t.new.BeforeDispute, t.new.UpdatedAt = to, beforeDispute, now
+	de, notify := bookingEvent(&t.new, listing{Title: row.Title, TimeZone: row.TimeZone}, b.Status, ev, src)
 	if notify {
-		if msgs, err = NotifyMessages(de); err != nil {
-			return b, err
+		if t.new.Outbox, err = NotifyMessages(de); err != nil {
+			return nil, err
 		}
-		if evArgs, err = eventArgs(de); err != nil {
-			return b, err
+		if t.evArgs, err = eventArgs(de); err != nil {
+			return nil, err
 		}
 	}
 	var actor *string
 	if src.ActorID != "" {
 		actor = &src.ActorID
 	}
-	hist := []any{NewID(), id, string(from), string(to), string(ev), src.Kind, src.Ref, actor, now}
-	if isPostgres(q) {
-		err = transitionOneStatement(ctx, q, id, from, to, beforeDispute, now, hist, evArgs, msgs)
-	} else {
-		err = transitionStatements(ctx, q, id, from, to, beforeDispute, now, hist, evArgs, msgs)
+	t.hist = []any{NewID(), b.ID, string(b.Status), string(to), string(ev), src.Kind, src.Ref, actor, now}
+	return t, nil
+}
+
+// result is what applyBookingEvent returns once t was written with err.
+func (t *transition) result(err error) (*Booking, error) {
+	if err == nil {
+		return &t.new, nil
 	}
-	if err != nil {
-		if errors.Is(err, ErrStale) {
-			return b, portal.WrapError(portal.ECONFLICT, ErrStale, "booking %s changed concurrently", id)
-		}
-		return b, fmt.Errorf("booking %s %s: %w", id, ev, err)
+	if errors.Is(err, ErrStale) {
+		return t.old, portal.WrapError(portal.ECONFLICT, ErrStale, "booking %s changed concurrently", t.old.ID)
 	}
-	nb.Outbox = msgs
-	return &nb, nil
+	return t.old, fmt.Errorf("booking %s %s: %w", t.old.ID, t.ev, err)
 }
 
 const transitionUpdateSQL = `UPDATE bookings SET status = ?, status_before_dispute = ?, updated_at = ?
@@ -197,26 +219,25 @@ const transitionUpdateSQL = `UPDATE bookings SET status = ?, status_before_dispu
 
 // transitionStatements writes a transition statement by statement (SQLite,
 // inside the caller's transaction).
-func transitionStatements(ctx context.Context, q Queryer, id string, from, to booking.Status, beforeDispute *string,
-	now time.Time, hist, evArgs []any, msgs []tasks.Message) error {
-	n, err := Exec(ctx, q, transitionUpdateSQL, to, beforeDispute, now, id, from)
+func transitionStatements(ctx context.Context, q Queryer, t *transition) error {
+	n, err := Exec(ctx, q, transitionUpdateSQL, t.new.Status, t.new.BeforeDispute, t.new.UpdatedAt, t.old.ID, t.old.Status)
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return ErrStale
 	}
-	if _, err := Exec(ctx, q, insertHistorySQL, hist...); err != nil {
+	if _, err := Exec(ctx, q, insertHistorySQL, t.hist...); err != nil {
 		return err
 	}
-	if evArgs == nil {
+	if t.evArgs == nil {
 		return nil
 	}
-	if _, err := Exec(ctx, q, insertEventSQL, evArgs...); err != nil {
+	if _, err := Exec(ctx, q, insertEventSQL, t.evArgs...); err != nil {
 		return err
 	}
-	if len(msgs) > 0 {
-		outSQL, outArgs := insertOutboxRows(toOutbox(msgs), now)
+	if len(t.new.Outbox) > 0 {
+		outSQL, outArgs := insertOutboxRows(toOutbox(t.new.Outbox), t.new.UpdatedAt)
 		if _, err := Exec(ctx, q, outSQL, outArgs...); err != nil {
 			return err
 		}
@@ -228,42 +249,103 @@ func transitionStatements(ctx context.Context, q Queryer, id string, from, to bo
 // the compare-and-set update, and only if it matched, the history row, the
 // domain event and its outbox rows. A statement is atomic on its own, so it
 // needs no explicit transaction.
-func transitionOneStatement(ctx context.Context, q Queryer, id string, from, to booking.Status, beforeDispute *string,
-	now time.Time, hist, evArgs []any, msgs []tasks.Message) error {
-	var sb strings.Builder
-	sb.WriteString(`WITH u AS (` + transitionUpdateSQL + ` RETURNING id),
-	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
-		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz FROM u)`)
-	args := append([]any{to, beforeDispute, now, id, from}, hist...)
-	if evArgs != nil {
-		sb.WriteString(`,
-	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
-		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz FROM u ON CONFLICT (id) DO NOTHING)`)
-		args = append(args, evArgs...)
-		if len(msgs) > 0 {
-			sb.WriteString(`,
-	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
-		SELECT v.* FROM u, (VALUES `)
-			for i, m := range toOutbox(msgs) {
-				if i > 0 {
-					sb.WriteString(", ")
-				}
-				sb.WriteString("(?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)")
-				args = append(args, outboxArgs(m, now)...)
-			}
-			sb.WriteString(`) v (id, task_type, payload, process_at, created_at) ON CONFLICT (id) DO NOTHING)`)
-		}
-	}
-	sb.WriteString(`
-	SELECT count(*) FROM u`)
-	var n int
-	if err := Get(ctx, q, &n, sb.String(), args...); err != nil {
+func transitionOneStatement(ctx context.Context, q Queryer, t *transition) error {
+	moved, err := transitionsOneStatement(ctx, q, []*transition{t})
+	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if !moved[t.old.ID] {
 		return ErrStale
 	}
 	return nil
+}
+
+// transitionsOneStatement writes transitions of distinct bookings in one
+// PostgreSQL statement: each booking's compare-and-set update, and for
+// those that matched, their history rows, domain events and outbox rows.
+// moved holds the IDs of the bookings that matched; the others changed
+// since they were read.
+func transitionsOneStatement(ctx context.Context, q Queryer, ts []*transition) (moved map[string]bool, err error) {
+	var sb strings.Builder
+	var args []any
+	values := func(n int, types string, row func(i int) []any) {
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(types)
+			args = append(args, row(i)...)
+		}
+	}
+	// v: each booking's move (id, from, to, before dispute, updated at)
+	// and its history row's columns.
+	sb.WriteString(`WITH v (id, from_status, to_status, before_dispute, updated_at,
+		hid, cause, source, source_ref, actor_id) AS (VALUES `)
+	values(len(ts), `(?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text)`,
+		func(i int) []any {
+			t := ts[i]
+			h := t.hist // id, booking_id, from, to, cause, source, source_ref, actor_id, created_at
+			return []any{t.old.ID, t.old.Status, t.new.Status, t.new.BeforeDispute, t.new.UpdatedAt, h[0], h[4], h[5], h[6], h[7]}
+		})
+	sb.WriteString(`),
+	u AS (UPDATE bookings b SET status = v.to_status, status_before_dispute = v.before_dispute, updated_at = v.updated_at
+		FROM v WHERE b.id = v.id AND b.status = v.from_status RETURNING b.id),
+	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
+		SELECT v.hid, v.id, v.from_status, v.to_status, v.cause, v.source, v.source_ref, v.actor_id, v.updated_at
+		FROM v JOIN u ON u.id = v.id)`)
+	var evs, outs []*transition
+	nOut := 0
+	for _, t := range ts {
+		if t.evArgs != nil {
+			evs = append(evs, t)
+			if len(t.new.Outbox) > 0 {
+				outs = append(outs, t)
+				nOut += len(t.new.Outbox)
+			}
+		}
+	}
+	if len(evs) > 0 {
+		sb.WriteString(`,
+	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
+		values(len(evs), `(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`,
+			func(i int) []any { return append([]any{evs[i].old.ID}, evs[i].evArgs...) })
+		sb.WriteString(`),
+	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
+		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
+		FROM ev JOIN u ON u.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
+	}
+	if nOut > 0 {
+		type out struct {
+			bookingID string
+			m         OutboxMessage
+			now       time.Time
+		}
+		var rows []out
+		for _, t := range outs {
+			for _, m := range toOutbox(t.new.Outbox) {
+				rows = append(rows, out{t.old.ID, m, t.new.UpdatedAt})
+			}
+		}
+		sb.WriteString(`,
+	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
+		values(len(rows), `(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`,
+			func(i int) []any { return append([]any{rows[i].bookingID}, outboxArgs(rows[i].m, rows[i].now)...) })
+		sb.WriteString(`),
+	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
+		FROM ov JOIN u ON u.id = ov.booking_id ON CONFLICT (id) DO NOTHING)`)
+	}
+	sb.WriteString(`
+	SELECT id FROM u`)
+	var ids []string
+	if err := Select(ctx, q, &ids, sb.String(), args...); err != nil {
+		return nil, err
+	}
+	moved = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		moved[id] = true
+	}
+	return moved, nil
 }
 
 // BookingHistory returns a booking's transitions, oldest first.

@@ -54,13 +54,14 @@ func (w *Worker) expireBooking(ctx context.Context, t *asynq.Task) error {
 var errMovedOn = errors.New("booking moved on")
 
 // transition applies one event to one booking as a unit of work of its own
-// (store.TransitionBooking: two round trips on PostgreSQL). check, if set,
+// (store.TransitionBooking: two round trips on PostgreSQL, shared with the
+// transitions of concurrent tasks through store.Transitions). check, if set,
 // vets the booking as read. moved is false, with no error, when the booking
 // was no longer in a state the event applies to (it moved on: the work is
 // done or moot). The transition's outbox messages (its domain event's
 // notify tasks) are published after it is written.
 func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source, check func(*store.Booking) error) (moved bool, err error) {
-	b, err := store.TransitionBooking(ctx, w.deps.DB, id, ev, src, check)
+	b, err := w.transitions.Apply(ctx, id, ev, src, check)
 	var ill *booking.IllegalTransition
 	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) || errors.Is(err, errMovedOn) {
 		return false, nil

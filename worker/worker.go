@@ -76,6 +76,8 @@ type Worker struct {
 	log  *slog.Logger
 	// images bounds the memory image tasks hold at once.
 	images *imaging.Limiter
+	// transitions batches the booking transitions of concurrent tasks.
+	transitions *store.Transitions
 }
 
 // New returns a Worker.
@@ -88,7 +90,11 @@ func New(cfg Config, deps Deps) *Worker {
 		deps.Notify, _ = notify.New("http://localhost:8080")
 	}
 	cfg.Images.defaults()
-	return &Worker{cfg: cfg, deps: deps, log: deps.Log, images: imaging.NewLimiter(cfg.Images.MemoryBudget)}
+	w := &Worker{cfg: cfg, deps: deps, log: deps.Log, images: imaging.NewLimiter(cfg.Images.MemoryBudget)}
+	if deps.DB != nil {
+		w.transitions = store.NewTransitions(deps.DB)
+	}
+	return w
 }
 
 // Run serves tasks from Redis until ctx ends, then shuts down gracefully:

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/booking"
+	"github.com/rentalportal/portal/internal/batch"
+)
+
+// Transitions applies the transitions of concurrent callers (a worker's
+// task handlers) together on PostgreSQL: the transitions that arrive while
+// one batch is on its way go in the next, which reads all their bookings in
+// one statement and writes every compare-and-set, history row, domain event
+// and outbox row in one more. Each caller gets the answer TransitionBooking
+// would have given it alone — the same checks, the same errors, the same
+// rows —, and a batch the database refuses as a whole (a deadlock with
+// another process, say) is replayed one transition at a time. On SQLite it
+// is TransitionBooking.
+type Transitions struct {
+	db    *DB
+	batch *batch.Batcher[*transitionCall]
+}
+
+// Batches of transitions: how many may be on their way at once, and how
+// many transitions one may carry.
+const (
+	transitionSlots    = 2
+	transitionMaxBatch = 64
+	// transitionTimeout bounds one batch: it serves several callers, so it
+	// does not end with any one caller's context.
+	transitionTimeout = 30 * time.Second
+)
+
+// TransitionRequest is one transition of a batch: TransitionBooking's
+// arguments.
+type TransitionRequest struct {
+	ID     string
+	Event  booking.Event
+	Source Source
+	// Check, if set, vets the booking as read; its error is returned as is.
+	Check func(*Booking) error
+}
+
+// TransitionResult is what TransitionBooking would have returned.
+type TransitionResult struct {
+	Booking *Booking
+	Err     error
+}
+
+type transitionCall struct {
+	ctx context.Context
+	TransitionRequest
+	TransitionResult
+}
+
+// errNotRun answers a transition whose batch failed before answering it.
+var errNotRun = errors.New("the batch carrying this transition failed")
+
+// NewTransitions returns the batched transitions of db.
+func NewTransitions(db *DB) *Transitions {
+	t := &Transitions{db: db}
+	t.batch = batch.New(transitionSlots, transitionMaxBatch, t.run)
+	return t
+}
+
+// Apply is TransitionBooking, batched with concurrent calls.
+func (t *Transitions) Apply(ctx context.Context, id string, ev booking.Event, src Source, check func(*Booking) error) (*Booking, error) {
+	if t.db.Engine != Postgres {
+		return TransitionBooking(ctx, t.db, id, ev, src, check)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c := &transitionCall{ctx: ctx, TransitionRequest: TransitionRequest{ID: id, Event: ev, Source: src, Check: check},
+		TransitionResult: TransitionResult{Err: errNotRun}}
+	t.batch.Do(c)
+	return c.Booking, c.Err
+}
+
+func (t *Transitions) run(calls []*transitionCall) {
+	if len(calls) == 1 {
+		c := calls[0]
+		c.Booking, c.Err = TransitionBooking(c.ctx, t.db, c.ID, c.Event, c.Source, c.Check)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(calls[0].ctx), transitionTimeout)
+	defer cancel()
+	reqs := make([]TransitionRequest, len(calls))
+	for i, c := range calls {
+		reqs[i] = c.TransitionRequest
+	}
+	for i, r := range TransitionBookings(ctx, t.db, reqs) {
+		calls[i].TransitionResult = r
+	}
+}
+
+// TransitionBookings applies a batch of transitions, each answered as
+// TransitionBooking would have answered it alone, in order. On PostgreSQL
+// the transitions of distinct bookings share one read and one write (a
+// write the database refuses as a whole is replayed one transition at a
+// time); a booking that appears again is applied after them, on its own,
+// and sees the earlier transition. On SQLite they run one by one.
+func TransitionBookings(ctx context.Context, db *DB, reqs []TransitionRequest) []TransitionResult {
+	out := make([]TransitionResult, len(reqs))
+	var first, again []int
+	seen := make(map[string]bool, len(reqs))
+	for i, r := range reqs {
+		if seen[r.ID] || db.Engine != Postgres {
+			again = append(again, i)
+			continue
+		}
+		seen[r.ID] = true
+		first = append(first, i)
+	}
+	if len(first) > 0 {
+		transitionDistinct(ctx, db, reqs, first, out)
+	}
+	for _, i := range again {
+		r := reqs[i]
+		out[i].Booking, out[i].Err = TransitionBooking(ctx, db, r.ID, r.Event, r.Source, r.Check)
+	}
+	return out
+}
+
+// transitionDistinct applies the transitions reqs[idx] (of distinct
+// bookings) into out: one read, then one write of all those the checks and
+// the state machine let through.
+func transitionDistinct(ctx context.Context, db *DB, reqs []TransitionRequest, idx []int, out []TransitionResult) {
+	oneByOne := func(idx []int) {
+		for _, i := range idx {
+			r := reqs[i]
+			out[i].Booking, out[i].Err = TransitionBooking(ctx, db, r.ID, r.Event, r.Source, r.Check)
+		}
+	}
+	ids := make([]string, len(idx))
+	for k, i := range idx {
+		ids[k] = reqs[i].ID
+	}
+	rows, err := bookingsForEvent(ctx, db, ids)
+	if err != nil {
+		oneByOne(idx)
+		return
+	}
+	var planned []*transition
+	var plannedIdx []int
+	for _, i := range idx {
+		r := reqs[i]
+		row, ok := rows[r.ID]
+		if !ok {
+			out[i].Err = fmt.Errorf("get booking %s: %w", r.ID, portal.WrapError(portal.ENOTFOUND, sql.ErrNoRows, "not found"))
+			continue
+		}
+		tr, err := planTransition(row, r.Event, r.Source, r.Check)
+		if err != nil {
+			out[i].Booking, out[i].Err = &row.Booking, err
+			continue
+		}
+		planned = append(planned, tr)
+		plannedIdx = append(plannedIdx, i)
+	}
+	if len(planned) == 0 {
+		return
+	}
+	moved, err := transitionsOneStatement(ctx, db, planned)
+	if err != nil {
+		// Refused as a whole: each on its own, from a fresh read.
+		oneByOne(plannedIdx)
+		return
+	}
+	for k, tr := range planned {
+		if moved[tr.old.ID] {
+			out[plannedIdx[k]].Booking, out[plannedIdx[k]].Err = tr.result(nil)
+		} else {
+			out[plannedIdx[k]].Booking, out[plannedIdx[k]].Err = tr.result(ErrStale)
+		}
+	}
+}
+
+// bookingsForEvent reads bookings with their listing facts, by ID.
+func bookingsForEvent(ctx context.Context, q Queryer, ids []string) (map[string]*bookingForEvent, error) {
+	query, args, err := In(q, `SELECT `+bookingColumnsOf("b")+`, l.title, l.timezone
+		FROM bookings b JOIN listings l ON l.id = b.listing_id WHERE b.id IN (?)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []bookingForEvent
+	if err := Select(ctx, q, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("get bookings: %w", err)
+	}
+	out := make(map[string]*bookingForEvent, len(rows))
+	for i := range rows {
+		out[rows[i].ID] = &rows[i]
+	}
+	return out, nil
+}
