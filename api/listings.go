@@ -27,11 +27,13 @@ type ListingView struct {
 	UpdatedAt   time.Time   `json:"updated_at"`
 }
 
-// PhotoView is one photo of a listing: a reference to an image upload (its
-// variants and URLs are at GET /upload/:id, for its owner only).
+// PhotoView is one photo of a listing: an image upload, with the links of
+// its variants once it is ready (for anyone who may see the listing; the
+// original stays its owner's, at GET /upload/:id).
 type PhotoView struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
+	ID       string                     `json:"id"`
+	Status   string                     `json:"status"`
+	Variants map[string]VariantResponse `json:"variants,omitempty"`
 }
 
 func listingView(l *store.Listing, photos []store.ListingPhoto) ListingView {
@@ -99,10 +101,15 @@ func (s *Server) respondListing(c *gin.Context, status int, l *store.Listing) {
 		renderError(c, err)
 		return
 	}
+	views := []ListingView{listingView(l, photos[l.ID])}
+	if err := s.linkPhotos(c.Request.Context(), requestBase(c), views); err != nil {
+		renderError(c, err)
+		return
+	}
 	if status == http.StatusCreated {
 		c.Header("Location", "/api/v1/listings/"+l.ID)
 	}
-	c.JSON(status, listingView(l, photos[l.ID]))
+	c.JSON(status, views[0])
 }
 
 // listListings is public: filters owner_id, q (title or description),
@@ -125,6 +132,9 @@ func (s *Server) listListings(c *gin.Context) {
 		return
 	}
 	out, err := pageViews(ctx, s.deps.DB, rows, func(l *store.Listing) string { return l.ID }, store.ListingPhotos, listingView)
+	if err == nil {
+		err = s.linkPhotos(ctx, requestBase(c), out)
+	}
 	if err != nil {
 		renderError(c, err)
 		return

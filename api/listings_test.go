@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/rentalportal/portal/api"
+	"github.com/rentalportal/portal/blob"
 	"github.com/rentalportal/portal/internal/testkit"
 	"github.com/rentalportal/portal/store"
 )
@@ -26,10 +28,23 @@ func insertUpload(t *testing.T, db *store.DB, ownerID, kind, status string) stri
 func TestListingLifecycle(t *testing.T) {
 	t.Parallel()
 	testkit.Engines(t, func(t *testing.T, db *store.DB) {
-		a := newTestAPI(t, db)
+		a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) {
+			l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Blobs = l
+		})
 		owner, renter := a.signup("owner"), a.signup("renter")
 		p1 := insertUpload(t, db, owner.ID, "image", "ready")
-		p2 := insertUpload(t, db, owner.ID, "image", "ready")
+		// p2 is processed: its variants show on the listing (in the shape
+		// the OpenAPI document gives, which the test client checks).
+		p2 := insertUpload(t, db, owner.ID, "image", "processing")
+		if err := store.FinishUpload(context.Background(), db, p2, 640, 480, []store.UploadVariant{
+			{Name: "thumb", ObjectKey: "k/" + p2 + "/thumb.jpg", ContentType: "image/jpeg", Width: 150, Height: 113, Size: 10},
+			{Name: "medium", ObjectKey: "k/" + p2 + "/medium.jpg", ContentType: "image/jpeg", Width: 600, Height: 450, Size: 10}}); err != nil {
+			t.Fatal(err)
+		}
 		busy := insertUpload(t, db, owner.ID, "image", "processing")
 		theirs := insertUpload(t, db, renter.ID, "image", "ready")
 
@@ -53,6 +68,10 @@ func TestListingLifecycle(t *testing.T) {
 		if l.OwnerID != owner.ID || l.PricePerDay != 1500 || !l.Active || len(l.Photos) != 2 ||
 			l.Photos[0].ID != p2 || l.Photos[0].Status != "ready" || r.Header.Get("Location") != "/api/v1/listings/"+l.ID {
 			t.Fatalf("created listing = %+v", l)
+		}
+		if v := l.Photos[0].Variants; len(v) != 2 || v["thumb"].Width != 150 || !strings.Contains(v["medium"].URL, "/blobs/k/"+p2+"/medium.jpg?") ||
+			len(l.Photos[1].Variants) != 0 {
+			t.Fatalf("photo variants = %+v / %+v", l.Photos[0].Variants, l.Photos[1].Variants)
 		}
 
 		// Anyone reads it.

@@ -134,33 +134,61 @@ func (s *Server) uploadJSON(ctx context.Context, base string, u *store.Upload) (
 		link = absolute(base, link)
 		r.URL = &link
 	}
+	var err error
+	r.Variants, err = s.variantLinks(ctx, base, u)
+	return r, err
+}
+
+// variantLinks returns the links of an upload's variants: through the CDN
+// when one is configured, else signed GETs valid UPLOAD_URL_TTL.
+func (s *Server) variantLinks(ctx context.Context, base string, u *store.Upload) (map[string]VariantResponse, error) {
+	out := make(map[string]VariantResponse, len(u.Variants))
 	for _, v := range u.Variants {
 		link := s.deps.Blobs.PublicURL(v.ObjectKey)
 		if link == "" {
 			var err error
 			if link, err = s.deps.Blobs.PresignGet(ctx, v.ObjectKey, s.cfg.Uploads.URLTTL, blob.GetURLOptions{}); err != nil {
-				return r, fmt.Errorf("sign variant %s of %s: %w", v.Name, u.ID, err)
+				return nil, fmt.Errorf("sign variant %s of %s: %w", v.Name, u.ID, err)
 			}
 		}
-		r.Variants[v.Name] = VariantResponse{Width: v.Width, Height: v.Height, URL: absolute(base, link)}
-	}
-	return r, nil
-}
-
-// uploadsJSON renders the uploads among ids that exist (listing photos),
-// keyed by ID.
-func (s *Server) uploadsJSON(ctx context.Context, base string, ids []string) (map[string]UploadResponse, error) {
-	ups, err := store.UploadsByIDs(ctx, s.deps.DB, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]UploadResponse, len(ups))
-	for id, u := range ups {
-		if out[id], err = s.uploadJSON(ctx, base, u); err != nil {
-			return nil, blobError(err)
-		}
+		out[v.Name] = VariantResponse{Width: v.Width, Height: v.Height, URL: absolute(base, link)}
 	}
 	return out, nil
+}
+
+// linkPhotos adds the variant links of the ready photos of listings:
+// whoever may see a listing may see its pictures. Only the variants — the
+// original, re-encoded in none of them, may carry the camera's metadata
+// (place, device) and stays its owner's, at GET /upload/:id.
+func (s *Server) linkPhotos(ctx context.Context, base string, views []ListingView) error {
+	var ids []string
+	for _, v := range views {
+		for _, p := range v.Photos {
+			if p.Status == store.UploadReady {
+				ids = append(ids, p.ID)
+			}
+		}
+	}
+	if len(ids) == 0 || s.deps.Blobs == nil {
+		return nil
+	}
+	ups, err := store.UploadsByIDs(ctx, s.deps.DB, ids)
+	if err != nil {
+		return err
+	}
+	for i := range views {
+		for j := range views[i].Photos {
+			p := &views[i].Photos[j]
+			u := ups[p.ID]
+			if u == nil || p.Status != store.UploadReady || len(u.Variants) == 0 {
+				continue
+			}
+			if p.Variants, err = s.variantLinks(ctx, base, u); err != nil {
+				return blobError(err)
+			}
+		}
+	}
+	return nil
 }
 
 // disposition is how a browser should treat the original: documents are

@@ -352,11 +352,6 @@ func TestUploadImagesAndDocuments(t *testing.T) {
 			e.thumbnailQueued(m["id"].(string))
 			ids = append(ids, m["id"].(string))
 		}
-		// What listings render for their photos.
-		photos, err := e.srv.uploadsJSON(context.Background(), e.http.URL, append(ids, "missing"))
-		if err != nil || len(photos) != len(ids) || photos[ids[0]].Status != "processing" || photos[ids[0]].URL == nil {
-			t.Fatalf("uploadsJSON = %v, %v", photos, err)
-		}
 
 		// A document attached to a booking the caller is part of.
 		now := store.Now()
@@ -556,6 +551,58 @@ func TestLocalBlobLinks(t *testing.T) {
 	if got := e.do(http.MethodGet, expired, "", "", nil); got.status != 403 {
 		t.Errorf("expired: %d", got.status)
 	}
+}
+
+// TestListingPhotosShowTheirVariants: a listing shows its ready photos'
+// variants to anyone, anonymous included, in the listing and in the list,
+// through links that serve the image; the original is not shown, and the
+// upload itself stays its owner's.
+func TestListingPhotosShowTheirVariants(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, backend string) {
+		e := newUploadEnv(t, backend, UploadConfig{})
+		ctx := context.Background()
+		r := e.upload("/api/v1/upload/image", "alice", []file{{"file", "a.jpg", "", jpegFixture()}}, nil)
+		id := r.json(t)["id"].(string)
+		key := "uploads/" + e.ids["alice"] + "/" + id + "/thumb.jpg"
+		thumb := jpegFixture()
+		if _, err := e.blobs.Put(ctx, key, bytes.NewReader(thumb), blob.PutOptions{ContentType: "image/jpeg"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.FinishUpload(ctx, e.db, id, 640, 480, []store.UploadVariant{
+			{Name: "thumb", ObjectKey: key, ContentType: "image/jpeg", Width: 150, Height: 113, Size: int64(len(thumb))}}); err != nil {
+			t.Fatal(err)
+		}
+		r = e.postJSON("/api/v1/listings", "alice", map[string]any{"title": "Kayak", "price_per_day": 2000, "currency": "EUR", "photos": []string{id}})
+		if r.status != http.StatusCreated {
+			t.Fatalf("create listing: %d %s", r.status, r.body)
+		}
+		listingID := r.json(t)["id"].(string)
+		one := e.do(http.MethodGet, "/api/v1/listings/"+listingID, "", "", nil).json(t)
+		list := e.do(http.MethodGet, "/api/v1/listings?owner_id="+e.ids["alice"], "", "", nil).json(t)
+		for name, l := range map[string]map[string]any{"listing": one, "list": list["data"].([]any)[0].(map[string]any)} {
+			p := l["photos"].([]any)[0].(map[string]any)
+			if _, ok := p["url"]; ok {
+				t.Fatalf("%s shows the original: %v", name, p)
+			}
+			v, ok := p["variants"].(map[string]any)["thumb"].(map[string]any)
+			if !ok || v["width"].(float64) != 150 {
+				t.Fatalf("%s photo = %v", name, p)
+			}
+			got, err := http.Get(v["url"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(got.Body)
+			got.Body.Close()
+			if got.StatusCode != http.StatusOK || !bytes.Equal(body, thumb) {
+				t.Fatalf("%s: thumb link answered %d with %d bytes", name, got.StatusCode, len(body))
+			}
+		}
+		if r := e.do(http.MethodGet, "/api/v1/upload/"+id, "bob", "", nil); r.status != http.StatusNotFound {
+			t.Fatalf("someone else's upload: %d", r.status)
+		}
+	})
 }
 
 func TestVariantURLsUseTheCDN(t *testing.T) {
