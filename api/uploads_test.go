@@ -343,14 +343,12 @@ func TestUploadImagesAndDocuments(t *testing.T) {
 		if len(data) != len(want) {
 			t.Fatalf("%d uploads", len(data))
 		}
-		var ids []string
 		for i, d := range data {
 			m := d.(map[string]any)
 			if m["content_type"] != want[i] || m["status"] != "processing" {
 				t.Errorf("upload %d: %v", i, m)
 			}
 			e.thumbnailQueued(m["id"].(string))
-			ids = append(ids, m["id"].(string))
 		}
 
 		// A document attached to a booking the caller is part of.
