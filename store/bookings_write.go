@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -34,72 +35,128 @@ const CauseCreated = "created"
 
 // CreateBooking writes a pending_payment booking, its first history row, its
 // booking.created domain event and its outbox messages (the caller's and
-// the event's notify tasks) in one transaction; the returned booking's
-// Outbox holds them all, for the caller to publish after commit. It reads the listing in that
-// transaction (on PostgreSQL FOR SHARE, so a concurrent DeleteListing waits
-// for it, or it for the delete) and prices the stay from it. Errors:
+// the event's notify task) atomically; the returned booking's Outbox holds
+// them all, for the caller to publish after commit. It reads the listing
+// and prices the stay from it; the write holds the listing (SQLite: one
+// transaction; PostgreSQL: createBookingOneStatement), so a concurrent
+// DeleteListing waits for it, or it for the delete. Errors:
 // ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE (inactive listing,
 // the renter owns it, the price overflows), EOVERLAP (the dates overlap a
 // booking that holds them).
 func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []HistoryEntry, error) {
-	lock := ""
 	if db.Engine == Postgres {
-		lock = " FOR SHARE"
+		return createBookingOneStatement(ctx, db, nb)
 	}
 	var b *Booking
-	var h HistoryEntry
+	var h *HistoryEntry
 	err := db.InTx(ctx, func(tx *sqlx.Tx) error {
-		var l struct {
-			OwnerID     string `db:"owner_id"`
-			PricePerDay int64  `db:"price_per_day"`
-			Currency    string `db:"currency"`
-			Active      bool   `db:"active"`
-			Title       string `db:"title"`
-			TimeZone    string `db:"timezone"`
-		}
-		err := Get(ctx, tx, &l, `SELECT owner_id, price_per_day, currency, active, title, timezone FROM listings
-			WHERE id = ? AND deleted_at IS NULL`+lock, nb.ListingID)
-		if portal.ErrorCode(err) == portal.ENOTFOUND {
-			return portal.WrapError(portal.ENOTFOUND, err, "listing not found")
-		}
-		if err != nil {
-			return fmt.Errorf("read listing %s: %w", nb.ListingID, err)
-		}
-		switch {
-		case l.OwnerID == nb.RenterID:
-			return portal.Errorf(portal.EUNPROCESSABLE, "you cannot book your own listing")
-		case !l.Active:
-			return portal.Errorf(portal.EUNPROCESSABLE, "the listing is not accepting bookings")
-		}
-		total, err := booking.Price(l.PricePerDay, nb.Start, nb.End)
-		if err != nil {
-			return portal.WrapError(portal.EUNPROCESSABLE, err, "cannot price this stay: %v", err)
-		}
-		now := Now()
-		b = &Booking{ID: nb.ID, ListingID: nb.ListingID, RenterID: nb.RenterID, OwnerID: l.OwnerID,
-			StartDate: nb.Start, EndDate: nb.End, Status: booking.PendingPayment, TotalAmount: total,
-			Currency: l.Currency, ExpiresAt: nb.ExpiresAt.UTC().Truncate(time.Microsecond), CreatedAt: now, UpdatedAt: now}
-		h = HistoryEntry{ID: NewID(), BookingID: b.ID, ToStatus: string(b.Status), Cause: CauseCreated,
-			Source: nb.Source.Kind, SourceRef: nb.Source.Ref, CreatedAt: now}
-		if nb.Source.ActorID != "" {
-			h.ActorID = &nb.Source.ActorID
-		}
-		ev := newBookingEvent(b, listing{Title: l.Title, TimeZone: l.TimeZone})
-		notes, err := NotifyMessages(ev)
+		l, err := bookableListing(ctx, tx, nb, "")
 		if err != nil {
 			return err
 		}
-		b.Outbox = make([]tasks.Message, 0, len(nb.Outbox)+len(notes))
-		for _, m := range nb.Outbox {
-			b.Outbox = append(b.Outbox, tasks.Message(m))
+		var ev event.Event
+		if b, h, ev, err = planNewBooking(l, nb); err != nil {
+			return err
 		}
-		b.Outbox = append(b.Outbox, notes...)
-		return writeNewBooking(ctx, tx, db.Engine, b, &h, ev)
+		return writeNewBooking(ctx, tx, db.Engine, b, h, ev)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, []HistoryEntry{h}, nil
+	return b, []HistoryEntry{*h}, nil
+}
+
+// createBookingOneStatement is CreateBooking on PostgreSQL without an
+// explicit transaction — two round trips instead of four: the listing is
+// read, the booking planned from it, and one statement locks the listing
+// FOR SHARE (a concurrent DeleteListing waits for it, or it for the
+// delete), checks it still takes bookings at the price read, and only then
+// inserts the booking, its history row, event and outbox rows. A listing
+// that changed in between is read again.
+func createBookingOneStatement(ctx context.Context, db *DB, nb NewBooking) (*Booking, []HistoryEntry, error) {
+	for attempt := 0; ; attempt++ {
+		l, err := bookableListing(ctx, db, nb, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		b, h, ev, err := planNewBooking(l, nb)
+		if err != nil {
+			return nil, nil, err
+		}
+		inserted, err := insertBookingIfListingHolds(ctx, db, l, b, h, ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		if inserted {
+			return b, []HistoryEntry{*h}, nil
+		}
+		if attempt == 2 {
+			return nil, nil, portal.Errorf(portal.ECONFLICT, "the listing changed while booking it; try again")
+		}
+	}
+}
+
+// listingToBook is what a booking needs of its listing.
+type listingToBook struct {
+	OwnerID     string `db:"owner_id"`
+	PricePerDay int64  `db:"price_per_day"`
+	Currency    string `db:"currency"`
+	Active      bool   `db:"active"`
+	Title       string `db:"title"`
+	TimeZone    string `db:"timezone"`
+}
+
+// bookableListing reads the listing nb books (lock: a locking clause, or
+// "") and vets it. Errors: ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE
+// (inactive, or the renter owns it).
+func bookableListing(ctx context.Context, q Queryer, nb NewBooking, lock string) (*listingToBook, error) {
+	var l listingToBook
+	err := Get(ctx, q, &l, `SELECT owner_id, price_per_day, currency, active, title, timezone FROM listings
+		WHERE id = ? AND deleted_at IS NULL`+lock, nb.ListingID)
+	if portal.ErrorCode(err) == portal.ENOTFOUND {
+		return nil, portal.WrapError(portal.ENOTFOUND, err, "listing not found")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read listing %s: %w", nb.ListingID, err)
+	}
+	switch {
+	case l.OwnerID == nb.RenterID:
+		return nil, portal.Errorf(portal.EUNPROCESSABLE, "you cannot book your own listing")
+	case !l.Active:
+		return nil, portal.Errorf(portal.EUNPROCESSABLE, "the listing is not accepting bookings")
+	}
+	return &l, nil
+}
+
+// planNewBooking prices the stay and makes the booking, its first history
+// row and its booking.created event; the booking's Outbox holds the
+// caller's messages and the event's notify task. Errors: EUNPROCESSABLE
+// (the price overflows).
+func planNewBooking(l *listingToBook, nb NewBooking) (*Booking, *HistoryEntry, event.Event, error) {
+	total, err := booking.Price(l.PricePerDay, nb.Start, nb.End)
+	if err != nil {
+		return nil, nil, event.Event{}, portal.WrapError(portal.EUNPROCESSABLE, err, "cannot price this stay: %v", err)
+	}
+	now := Now()
+	b := &Booking{ID: nb.ID, ListingID: nb.ListingID, RenterID: nb.RenterID, OwnerID: l.OwnerID,
+		StartDate: nb.Start, EndDate: nb.End, Status: booking.PendingPayment, TotalAmount: total,
+		Currency: l.Currency, ExpiresAt: nb.ExpiresAt.UTC().Truncate(time.Microsecond), CreatedAt: now, UpdatedAt: now}
+	h := &HistoryEntry{ID: NewID(), BookingID: b.ID, ToStatus: string(b.Status), Cause: CauseCreated,
+		Source: nb.Source.Kind, SourceRef: nb.Source.Ref, CreatedAt: now}
+	if nb.Source.ActorID != "" {
+		h.ActorID = &nb.Source.ActorID
+	}
+	ev := newBookingEvent(b, listing{Title: l.Title, TimeZone: l.TimeZone})
+	notes, err := NotifyMessages(ev)
+	if err != nil {
+		return nil, nil, event.Event{}, err
+	}
+	b.Outbox = make([]tasks.Message, 0, len(nb.Outbox)+len(notes))
+	for _, m := range nb.Outbox {
+		b.Outbox = append(b.Outbox, tasks.Message(m))
+	}
+	b.Outbox = append(b.Outbox, notes...)
+	return b, h, ev, nil
 }
 
 // CancelBooking cancels a booking in one transaction. A pending_payment
@@ -152,6 +209,53 @@ const (
 	insertHistorySQL = `INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref,
 	actor_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
+
+// insertBookingIfListingHolds is writeNewBooking on PostgreSQL in one
+// statement that first locks the listing FOR SHARE and checks it still
+// takes bookings at the price and currency read (l); inserted is false,
+// with nothing written, when it does not.
+func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBook, b *Booking, h *HistoryEntry, ev event.Event) (inserted bool, err error) {
+	eArgs, err := eventArgs(ev)
+	if err != nil {
+		return false, err
+	}
+	args := []any{b.ListingID, l.PricePerDay, l.Currency,
+		b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
+		b.TotalAmount, b.Currency, b.ExpiresAt, b.CreatedAt, b.UpdatedAt,
+		h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
+	args = append(args, eArgs...)
+	var sb strings.Builder
+	sb.WriteString(`WITH l AS (SELECT id FROM listings WHERE id = ? AND deleted_at IS NULL AND active
+		AND price_per_day = ?::bigint AND currency = ?::text FOR SHARE),
+	b AS (INSERT INTO bookings (id, listing_id, renter_id, owner_id, start_date, end_date, status,
+		total_amount, currency, expires_at, created_at, updated_at)
+		SELECT ?::text, ?::text, ?::text, ?::text, ?::date, ?::date, ?::text, ?::bigint, ?::text,
+			?::timestamptz, ?::timestamptz, ?::timestamptz FROM l RETURNING id),
+	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
+		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz FROM b),
+	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
+		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz FROM b ON CONFLICT (id) DO NOTHING)`)
+	if out := toOutbox(b.Outbox); len(out) > 0 {
+		sb.WriteString(`,
+	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+		SELECT v.* FROM b, (VALUES `)
+		for i, m := range out {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)")
+			args = append(args, outboxArgs(m, b.CreatedAt)...)
+		}
+		sb.WriteString(`) v (id, task_type, payload, process_at, created_at) ON CONFLICT (id) DO NOTHING)`)
+	}
+	sb.WriteString(`
+	SELECT count(*) FROM b`)
+	var n int
+	if err := Get(ctx, q, &n, sb.String(), args...); err != nil {
+		return false, fmt.Errorf("insert booking: %w", err)
+	}
+	return n == 1, nil
+}
 
 // writeNewBooking inserts a new booking, its first history row, its
 // domain event and its outbox messages (b.Outbox). On PostgreSQL the four

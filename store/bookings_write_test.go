@@ -2,8 +2,11 @@ package store_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
@@ -233,5 +236,52 @@ func TestListBookingsAndBatches(t *testing.T) {
 		if ids, err := store.OverdueExpiries(ctx, db, time.Now(), 10); err != nil || len(ids) != 1 || ids[0] != overdue {
 			t.Fatalf("overdue = %v %v", ids, err)
 		}
+	})
+}
+
+// TestBookingRacesListingDeletion: a booking and the deletion of its
+// listing, started together many times: either the booking is refused
+// (the listing is gone) or the deletion is (the listing has a booking);
+// never a deleted listing with a live booking, never both refused.
+func TestBookingRacesListingDeletion(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
+		today := day(t, 0)
+		outcomes := map[string]int{}
+		for i := 0; i < 30; i++ {
+			l := newListing(t, db, owner.ID, "Bike", 1000)
+			start := make(chan struct{})
+			var bookErr, delErr error
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, _, bookErr = store.CreateBooking(ctx, db, newBooking(store.NewID(), l.ID, renter.ID, day(t, 2), day(t, 4)))
+			}()
+			go func() {
+				defer wg.Done()
+				<-start
+				delErr = db.InTx(ctx, func(tx *sqlx.Tx) error { return store.DeleteListing(ctx, tx, l.ID, today) })
+			}()
+			close(start)
+			wg.Wait()
+			switch {
+			case bookErr == nil && portal.ErrorCode(delErr) == portal.ECONFLICT:
+				outcomes["booked first"]++
+			case portal.ErrorCode(bookErr) == portal.ENOTFOUND && delErr == nil:
+				outcomes["deleted first"]++
+			default:
+				t.Fatalf("round %d: booking %v, deletion %v", i, bookErr, delErr)
+			}
+			live := countRows(t, db, `SELECT count(*) FROM bookings b JOIN listings l ON l.id = b.listing_id
+				WHERE b.listing_id = ? AND l.deleted_at IS NOT NULL`, l.ID)
+			if live != 0 {
+				t.Fatalf("round %d: a deleted listing kept a booking", i)
+			}
+		}
+		t.Logf("%v", outcomes)
 	})
 }
