@@ -13,8 +13,13 @@ import (
 	"github.com/rentalportal/portal/tasks"
 )
 
-// tickBatch is how many bookings the tick reads at a time.
-const tickBatch = 500
+// tickBatch is how many bookings the tick reads at a time, and tickChunk
+// how many of them move together (store.TransitionBookings: one read and
+// one write on PostgreSQL), each still its own compare-and-set.
+const (
+	tickBatch = 500
+	tickChunk = 64
+)
 
 // expireBooking expires a booking still unpaid at its deadline. A booking
 // that moved on (paid, cancelled, already expired) makes the task a no-op,
@@ -62,6 +67,12 @@ var errMovedOn = errors.New("booking moved on")
 // notify tasks) are published after it is written.
 func (w *Worker) transition(ctx context.Context, id string, ev booking.Event, src store.Source, check func(*store.Booking) error) (moved bool, err error) {
 	b, err := w.transitions.Apply(ctx, id, ev, src, check)
+	return w.moved(ctx, id, ev, b, err)
+}
+
+// moved reads the outcome of a transition (see transition) and publishes
+// the outbox messages of one that moved.
+func (w *Worker) moved(ctx context.Context, id string, ev booking.Event, b *store.Booking, err error) (bool, error) {
 	var ill *booking.IllegalTransition
 	if errors.As(err, &ill) || errors.Is(err, store.ErrStale) || errors.Is(err, errMovedOn) {
 		return false, nil
@@ -106,7 +117,7 @@ func (w *Worker) bookingsTick(ctx context.Context, t *asynq.Task) error {
 type bookingBatch func(ctx context.Context, q store.Queryer, today booking.Date, after string, limit int) ([]string, error)
 
 // transitionAll applies ev to every booking find returns, batch by batch in
-// ID order, and returns how many moved.
+// ID order, tickChunk at a time, and returns how many moved.
 func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find bookingBatch, ev booking.Event, src store.Source) (int, error) {
 	moved, after := 0, ""
 	var errs []error
@@ -115,23 +126,36 @@ func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find boo
 		if err != nil {
 			return moved, err
 		}
-		for _, id := range ids {
+		n := len(ids)
+		if n == 0 {
+			break
+		}
+		last := ids[n-1]
+		for len(ids) > 0 {
 			if err := ctx.Err(); err != nil {
 				return moved, err
 			}
-			ok, err := w.transition(ctx, id, ev, src, nil)
-			if err != nil {
-				errs = append(errs, err)
-				continue
+			chunk := ids[:min(len(ids), tickChunk)]
+			ids = ids[len(chunk):]
+			reqs := make([]store.TransitionRequest, len(chunk))
+			for i, id := range chunk {
+				reqs[i] = store.TransitionRequest{ID: id, Event: ev, Source: src}
 			}
-			if ok {
-				moved++
+			for i, r := range store.TransitionBookings(ctx, w.deps.DB, reqs) {
+				ok, err := w.moved(ctx, chunk[i], ev, r.Booking, r.Err)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if ok {
+					moved++
+				}
 			}
 		}
-		if len(ids) < tickBatch {
+		if n < tickBatch {
 			break
 		}
-		after = ids[len(ids)-1]
+		after = last
 	}
 	if len(errs) > 0 {
 		return moved, fmt.Errorf("%d bookings failed to %s (first: %w)", len(errs), ev, errs[0])
