@@ -102,10 +102,7 @@ func (s *Server) respondListing(c *gin.Context, status int, l *store.Listing) {
 		return
 	}
 	views := []ListingView{listingView(l, photos[l.ID])}
-	if err := s.linkPhotos(c.Request.Context(), requestBase(c), views); err != nil {
-		renderError(c, err)
-		return
-	}
+	s.linkPhotos(c.Request.Context(), requestBase(c), views)
 	if status == http.StatusCreated {
 		c.Header("Location", "/api/v1/listings/"+l.ID)
 	}
@@ -132,13 +129,11 @@ func (s *Server) listListings(c *gin.Context) {
 		return
 	}
 	out, err := pageViews(ctx, s.deps.DB, rows, func(l *store.Listing) string { return l.ID }, store.ListingPhotos, listingView)
-	if err == nil {
-		err = s.linkPhotos(ctx, requestBase(c), out)
-	}
 	if err != nil {
 		renderError(c, err)
 		return
 	}
+	s.linkPhotos(ctx, requestBase(c), out)
 	c.JSON(http.StatusOK, newList(out, page, next))
 }
 

@@ -159,8 +159,11 @@ func (s *Server) variantLinks(ctx context.Context, base string, u *store.Upload)
 // linkPhotos adds the variant links of the ready photos of listings:
 // whoever may see a listing may see its pictures. Only the variants — the
 // original, re-encoded in none of them, may carry the camera's metadata
-// (place, device) and stays its owner's, at GET /upload/:id.
-func (s *Server) linkPhotos(ctx context.Context, base string, views []ListingView) error {
+// (place, device) and stays its owner's, at GET /upload/:id. Links are an
+// extra: a listing is answered without them (and the failure logged) when
+// they cannot be made, never refused — a create or an update has
+// committed by then.
+func (s *Server) linkPhotos(ctx context.Context, base string, views []ListingView) {
 	var ids []string
 	for _, v := range views {
 		for _, p := range v.Photos {
@@ -170,25 +173,25 @@ func (s *Server) linkPhotos(ctx context.Context, base string, views []ListingVie
 		}
 	}
 	if len(ids) == 0 || s.deps.Blobs == nil {
-		return nil
+		return
 	}
 	ups, err := store.UploadsByIDs(ctx, s.deps.DB, ids)
 	if err != nil {
-		return err
+		s.deps.Log.WarnContext(ctx, "listing photos shown without links", "err", err)
+		return
 	}
 	for i := range views {
 		for j := range views[i].Photos {
 			p := &views[i].Photos[j]
 			u := ups[p.ID]
-			if u == nil || p.Status != store.UploadReady || len(u.Variants) == 0 {
+			if u == nil || u.Status != store.UploadReady || u.Kind != store.UploadKindImage || len(u.Variants) == 0 {
 				continue
 			}
 			if p.Variants, err = s.variantLinks(ctx, base, u); err != nil {
-				return blobError(err)
+				s.deps.Log.WarnContext(ctx, "listing photo shown without links", "upload_id", u.ID, "err", err)
 			}
 		}
 	}
-	return nil
 }
 
 // disposition is how a browser should treat the original: documents are

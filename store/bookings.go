@@ -166,7 +166,7 @@ type transition struct {
 func planTransition(row *bookingForEvent, ev booking.Event, src Source, check func(*Booking) error) (*transition, error) {
 	b := &row.Booking
 	if check != nil {
-		if err := check(b); err != nil {
+		if err := callCheck(check, b); err != nil {
 			return nil, err
 		}
 	}
@@ -201,6 +201,17 @@ func planTransition(row *bookingForEvent, ev booking.Event, src Source, check fu
 	}
 	t.hist = []any{NewID(), b.ID, string(b.Status), string(to), string(ev), src.Kind, src.Ref, actor, now}
 	return t, nil
+}
+
+// callCheck runs a caller's check; a panic in it is its caller's error, not
+// the end of a batch that carries other callers' transitions.
+func callCheck(check func(*Booking) error, b *Booking) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("booking %s: check panicked: %v", b.ID, r)
+		}
+	}()
+	return check(b)
 }
 
 // result is what applyBookingEvent returns once t was written with err.

@@ -42,7 +42,8 @@ const CauseCreated = "created"
 // DeleteListing waits for it, or it for the delete. Errors:
 // ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE (inactive listing,
 // the renter owns it, the price overflows), EOVERLAP (the dates overlap a
-// booking that holds them).
+// booking that holds them), ECONFLICT (on PostgreSQL, the listing kept
+// changing between the read and the write, three times).
 func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []HistoryEntry, error) {
 	if db.Engine == Postgres {
 		return createBookingOneStatement(ctx, db, nb)
@@ -84,7 +85,9 @@ func createBookingOneStatement(ctx context.Context, db *DB, nb NewBooking) (*Boo
 			return nil, nil, err
 		}
 		inserted, err := insertBookingIfListingHolds(ctx, db, l, b, h, ev)
-		if err != nil {
+		if err != nil && (!isRetryable(err) || attempt == 2) {
+			// A deadlock or serialization failure is tried again, as InTx
+			// does; anything else (EOVERLAP, ...) is the answer.
 			return nil, nil, err
 		}
 		if inserted {

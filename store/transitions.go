@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rentalportal/portal"
@@ -82,20 +84,46 @@ func (t *Transitions) Apply(ctx context.Context, id string, ev booking.Event, sr
 	return c.Booking, c.Err
 }
 
+// run applies a batch. A call whose caller stopped waiting (its context
+// ended while it queued) is answered with that and not applied, as it
+// would not have been alone. The batch serves several callers, so it runs
+// under none of their contexts, but within the latest of their deadlines
+// (and transitionTimeout).
 func (t *Transitions) run(calls []*transitionCall) {
 	if len(calls) == 1 {
 		c := calls[0]
 		c.Booking, c.Err = TransitionBooking(c.ctx, t.db, c.ID, c.Event, c.Source, c.Check)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(calls[0].ctx), transitionTimeout)
+	live := calls[:0:0]
+	deadline := time.Now().Add(transitionTimeout)
+	latest := time.Time{}
+	for _, c := range calls {
+		if err := c.ctx.Err(); err != nil {
+			c.Err = err
+			continue
+		}
+		live = append(live, c)
+		if dl, ok := c.ctx.Deadline(); ok && dl.After(latest) {
+			latest = dl
+		} else if !ok {
+			latest = deadline
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if latest.Before(deadline) {
+		deadline = latest
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(live[0].ctx), deadline)
 	defer cancel()
-	reqs := make([]TransitionRequest, len(calls))
-	for i, c := range calls {
+	reqs := make([]TransitionRequest, len(live))
+	for i, c := range live {
 		reqs[i] = c.TransitionRequest
 	}
 	for i, r := range TransitionBookings(ctx, t.db, reqs) {
-		calls[i].TransitionResult = r
+		live[i].TransitionResult = r
 	}
 }
 
@@ -137,6 +165,10 @@ func transitionDistinct(ctx context.Context, db *DB, reqs []TransitionRequest, i
 			out[i].Booking, out[i].Err = TransitionBooking(ctx, db, r.ID, r.Event, r.Source, r.Check)
 		}
 	}
+	// In ID order: concurrent batches (other worker processes) lock their
+	// rows in the same order, which keeps them from deadlocking each other.
+	idx = slices.Clone(idx)
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(reqs[a].ID, reqs[b].ID) })
 	ids := make([]string, len(idx))
 	for k, i := range idx {
 		ids[k] = reqs[i].ID

@@ -157,14 +157,29 @@ func (w *Worker) email(ctx context.Context, ev *domainevent.Event, role domainev
 		return fmt.Errorf("no mailer configured: %w", asynq.SkipRetry)
 	}
 	if role == domainevent.Operators {
-		var errs []error
+		// Each address on its own: one that can never be reached must not
+		// stop the retry of one that failed for now.
+		var again, never []error
 		for _, addr := range w.cfg.OperatorEmails {
-			errs = append(errs, w.deliverEmail(ctx, ev, domainevent.OperatorRecipient(addr), addr, notify.Recipient{Role: role}))
+			err := w.deliverEmail(ctx, ev, domainevent.OperatorRecipient(addr), addr, notify.Recipient{Role: role})
+			switch {
+			case err == nil:
+			case errors.Is(err, asynq.SkipRetry):
+				never = append(never, err)
+			default:
+				again = append(again, err)
+			}
 		}
 		if len(w.cfg.OperatorEmails) == 0 {
 			w.log.DebugContext(ctx, "no OPERATOR_NOTIFY_EMAILS: operator email not sent", "event_id", ev.ID, "event_type", ev.Type)
 		}
-		return errors.Join(errs...)
+		if len(again) > 0 {
+			for _, err := range never {
+				w.log.ErrorContext(ctx, "operator email cannot be delivered", "event_id", ev.ID, "err", err)
+			}
+			return errors.Join(again...)
+		}
+		return errors.Join(never...)
 	}
 	u, err := store.GetUser(ctx, w.deps.DB, rcptID)
 	if portal.ErrorCode(err) == portal.ENOTFOUND {

@@ -3,7 +3,7 @@
 -- their deadline, confirmed ones whose stay starts, active ones that are
 -- over. Partial indexes hold only the bookings in those states, so they stay
 -- small while finished bookings pile up, and a booking's move to a final
--- state (expired, completed, cancelled, refunded) writes no entry in them.
+-- state (expired, completed, cancelled, refunded) adds no entry to them.
 DROP INDEX bookings_status_expires_idx;
 DROP INDEX bookings_status_start_idx;
 DROP INDEX bookings_status_end_idx;
