@@ -2,11 +2,13 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rentalportal/portal/api"
 	"github.com/rentalportal/portal/blob"
@@ -184,5 +186,46 @@ func TestListListingsFiltersAndPages(t *testing.T) {
 		if r.Status != http.StatusBadRequest || r.errorBody(t).Code != "invalid" {
 			t.Errorf("%s: %d %s", bad, r.Status, r.Body)
 		}
+	}
+}
+
+// unsignable is a blob store that cannot make links.
+type unsignable struct{ blob.Store }
+
+func (unsignable) PublicURL(string) string { return "" }
+func (unsignable) PresignGet(context.Context, string, time.Duration, blob.GetURLOptions) (string, error) {
+	return "", errors.New("signing key unavailable")
+}
+
+// TestListingAnsweredWhenPhotoLinksFail: links are an extra — a listing
+// whose photo links cannot be made is still created (201, once) and read,
+// without them.
+func TestListingAnsweredWhenPhotoLinksFail(t *testing.T) {
+	t.Parallel()
+	db := testkit.SQLite(t)
+	a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) {
+		l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Blobs = unsignable{l}
+	})
+	owner := a.signup("owner")
+	p := insertUpload(t, db, owner.ID, "image", "processing")
+	if err := store.FinishUpload(context.Background(), db, p, 640, 480, []store.UploadVariant{
+		{Name: "thumb", ObjectKey: "k/" + p + "/thumb.jpg", ContentType: "image/jpeg", Width: 150, Height: 113, Size: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	r := a.do("POST", "/api/v1/listings", owner.Token, map[string]any{"title": "Tent", "price_per_day": 1500,
+		"currency": "EUR", "photos": []string{p}})
+	expect(t, r, http.StatusCreated)
+	var l api.ListingView
+	r.decode(t, &l)
+	if len(l.Photos) != 1 || l.Photos[0].ID != p || l.Photos[0].Variants != nil {
+		t.Fatalf("created listing photos = %+v", l.Photos)
+	}
+	expect(t, a.do("GET", "/api/v1/listings/"+l.ID, "", nil), http.StatusOK)
+	if n := a.count(`SELECT count(*) FROM listings`); n != 1 {
+		t.Fatalf("%d listings", n)
 	}
 }
