@@ -15,6 +15,7 @@ import (
 	"github.com/gin-contrib/cors"
 	"github.com/gin-contrib/gzip"
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/account"
@@ -126,6 +127,8 @@ type Server struct {
 	hasher   *account.Hasher
 	// limiterWarned is when an unreachable limiter was last logged (ns).
 	limiterWarned atomic.Int64
+	// uploads bounds the uploads received at once (Uploads.MaxInFlight).
+	uploads *semaphore.Weighted
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -144,7 +147,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	cfg.Uploads.defaults()
 	s := &Server{cfg: cfg, deps: deps, started: time.Now(),
-		tokens: NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL)}
+		tokens:  NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience, cfg.JWTTTL),
+		uploads: semaphore.NewWeighted(int64(cfg.Uploads.MaxInFlight))}
 	doc, err := loadOpenAPI(cfg.OpenAPIServers)
 	if err != nil {
 		return nil, err

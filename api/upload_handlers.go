@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
@@ -90,12 +91,33 @@ func (s *Server) discard(ctx context.Context, ups []*store.Upload) {
 // "files") is sniffed and streamed into storage under its kind's limit;
 // "booking_id" and "dispute_id" are read as short fields. On error every
 // object already stored is deleted.
+// uploadSlot takes one of the process's upload slots (Uploads.MaxInFlight),
+// waiting up to Uploads.SlotWait: a burst of uploads queues briefly, a
+// flood is told to come back (503 with Retry-After) instead of holding the
+// process's memory.
+func (s *Server) uploadSlot(ctx context.Context) (release func(), err error) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.Uploads.SlotWait)
+	defer cancel()
+	if err := s.uploads.Acquire(wctx, 1); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, WithRetryAfter(portal.Errorf(portal.EUNAVAILABLE, "too many uploads in progress; try again shortly"), time.Second)
+	}
+	return func() { s.uploads.Release(1) }, nil
+}
+
 func (s *Server) receive(c *gin.Context, kind string, maxFiles int) (ups []*store.Upload, att attachment, err error) {
 	ctx := c.Request.Context()
 	limit := int64(maxFiles)*s.maxBytes(kind) + 1<<20 // parts' headers and fields
 	if c.Request.ContentLength > limit {
 		return nil, att, portal.Errorf(portal.ETOOLARGE, "request body over %d bytes", limit)
 	}
+	release, err := s.uploadSlot(ctx)
+	if err != nil {
+		return nil, att, err
+	}
+	defer release()
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	mr, err := c.Request.MultipartReader()
 	if err != nil {

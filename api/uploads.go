@@ -30,6 +30,13 @@ type UploadConfig struct {
 	URLTTL time.Duration
 	// PresignTTL is the lifetime of a presigned PUT.
 	PresignTTL time.Duration
+	// MaxInFlight bounds the uploads this process receives at once (each
+	// holds up to a few part buffers of its object on its way to storage);
+	// one over it waits up to SlotWait, then is answered 503 with
+	// Retry-After. Presigned uploads go straight to storage and do not
+	// count.
+	MaxInFlight int
+	SlotWait    time.Duration
 }
 
 func (c *UploadConfig) defaults() {
@@ -44,6 +51,12 @@ func (c *UploadConfig) defaults() {
 	}
 	if c.MaxImagePixels <= 0 {
 		c.MaxImagePixels = 50_000_000
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 16
+	}
+	if c.SlotWait <= 0 {
+		c.SlotWait = 2 * time.Second
 	}
 	if c.URLTTL <= 0 {
 		c.URLTTL = 15 * time.Minute

@@ -625,3 +625,42 @@ func TestVariantURLsUseTheCDN(t *testing.T) {
 		t.Fatalf("original url = %s", u)
 	}
 }
+
+// TestUploadsInFlightAreBounded: with one upload slot, a second upload
+// while the first is still streaming waits SlotWait and is answered 503
+// with Retry-After; it stores nothing. Once the first is done, uploads
+// pass again.
+func TestUploadsInFlightAreBounded(t *testing.T) {
+	t.Parallel()
+	e := newUploadEnv(t, "sqlite+local", UploadConfig{MaxInFlight: 1, SlotWait: 50 * time.Millisecond})
+	ct, body := multipartBody([]file{{"file", "a.jpg", "", jpegFixture()}}, nil)
+	all := body.Bytes()
+	pr, pw := io.Pipe()
+	first := make(chan resp, 1)
+	go func() { first <- e.do(http.MethodPost, "/api/v1/upload/image", "alice", ct, pr) }()
+	if _, err := pw.Write(all[:len(all)/2]); err != nil { // the first is in the middle of its file
+		t.Fatal(err)
+	}
+	for e.srv.uploads.TryAcquire(1) { // until the first holds the slot
+		e.srv.uploads.Release(1)
+		time.Sleep(5 * time.Millisecond)
+	}
+	r := e.upload("/api/v1/upload/image", "bob", []file{{"file", "b.jpg", "", jpegFixture()}}, nil)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "1" || r.json(t)["error"].(map[string]any)["code"] != "unavailable" {
+		t.Fatalf("second upload while the slot is taken: %d %v %s", r.status, r.header, r.body)
+	}
+	var n int
+	if err := store.Get(context.Background(), e.db, &n, `SELECT count(*) FROM uploads WHERE owner_id = ?`, e.ids["bob"]); err != nil || n != 0 {
+		t.Fatalf("the refused upload left %d rows (%v)", n, err)
+	}
+	if _, err := pw.Write(all[len(all)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if r := <-first; r.status != http.StatusAccepted {
+		t.Fatalf("first upload: %d %s", r.status, r.body)
+	}
+	if r := e.upload("/api/v1/upload/image", "bob", []file{{"file", "b.jpg", "", jpegFixture()}}, nil); r.status != http.StatusAccepted {
+		t.Fatalf("upload after the slot freed: %d %s", r.status, r.body)
+	}
+}

@@ -114,6 +114,7 @@ type Config struct {
 	UploadMaxImageBytes    int64         `env:"UPLOAD_MAX_IMAGE_BYTES" envDefault:"20971520" validate:"min=1024"`
 	UploadMaxDocumentBytes int64         `env:"UPLOAD_MAX_DOCUMENT_BYTES" envDefault:"26214400" validate:"min=1024"`
 	UploadMaxFiles         int           `env:"UPLOAD_MAX_FILES" envDefault:"10" validate:"min=1,max=100"`
+	UploadMaxInFlight      int           `env:"UPLOAD_MAX_IN_FLIGHT" envDefault:"16" validate:"min=1,max=10000"`
 	UploadURLTTL           time.Duration `env:"UPLOAD_URL_TTL" envDefault:"15m" validate:"min=10s,max=168h"`
 	UploadPresignTTL       time.Duration `env:"UPLOAD_PRESIGN_TTL" envDefault:"15m" validate:"min=10s,max=168h"`
 	UploadPendingTTL       time.Duration `env:"UPLOAD_PENDING_TTL" envDefault:"24h" validate:"min=1m"`

@@ -401,6 +401,7 @@ func (p *platform) apiConfig(role string) api.Config {
 			MaxImageBytes:    p.cfg.UploadMaxImageBytes,
 			MaxDocumentBytes: p.cfg.UploadMaxDocumentBytes,
 			MaxFiles:         p.cfg.UploadMaxFiles,
+			MaxInFlight:      p.cfg.UploadMaxInFlight,
 			MaxImagePixels:   p.cfg.ImageMaxPixels,
 			URLTTL:           p.cfg.UploadURLTTL,
 			PresignTTL:       p.cfg.UploadPresignTTL,
