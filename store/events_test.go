@@ -377,3 +377,34 @@ func TestNotifications(t *testing.T) {
 		}
 	})
 }
+
+// TestAddNotificationsInOneStatement: several at once, the ones already
+// there left alone and not counted; UsersByIDs returns those that exist.
+func TestAddNotificationsInOneStatement(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, b := newUser(t, db, "owner"), newUser(t, db, "renter")
+		msgs, err := store.RecordAccountRestricted(ctx, db, "k-many", a.ID, "acct", false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := strings.TrimPrefix(msgs[0].ID, "notify:event:")
+		if _, err := store.AddNotification(ctx, db, &store.Notification{UserID: a.ID, EventID: ev, Type: "account.restricted", Title: "T", Body: "B"}); err != nil {
+			t.Fatal(err)
+		}
+		added, err := store.AddNotifications(ctx, db, []*store.Notification{
+			{UserID: a.ID, EventID: ev, Type: "account.restricted", Title: "T2", Body: "B2"},
+			{UserID: b.ID, EventID: ev, Type: "account.restricted", Title: "T", Body: "B"}})
+		if err != nil || added != 1 {
+			t.Fatalf("added %d, %v; want 1", added, err)
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM notifications WHERE event_id = ? AND title = 'T'`, ev); n != 2 {
+			t.Fatalf("%d notifications titled T, want 2 (the first one kept)", n)
+		}
+		users, err := store.UsersByIDs(ctx, db, []string{a.ID, b.ID, "gone"})
+		if err != nil || len(users) != 2 || users[a.ID].Email != a.Email || users["gone"] != nil {
+			t.Fatalf("users = %v, %v", users, err)
+		}
+	})
+}

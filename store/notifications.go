@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rentalportal/portal"
@@ -33,20 +34,39 @@ const notificationColumns = `n.id, n.user_id, n.event_id, n.type, n.title, n.bod
 // a list shows events in the order they happened whatever order their
 // tasks ran in.
 func AddNotification(ctx context.Context, q Queryer, n *Notification) (created bool, err error) {
-	if n.ID == "" {
-		n.ID = NewID()
+	added, err := AddNotifications(ctx, q, []*Notification{n})
+	return added == 1, err
+}
+
+// AddNotifications is AddNotification for several notifications in one
+// statement; added counts those that were not there yet.
+func AddNotifications(ctx context.Context, q Queryer, ns []*Notification) (added int, err error) {
+	if len(ns) == 0 {
+		return 0, nil
 	}
-	if n.CreatedAt.IsZero() {
-		n.CreatedAt = Now()
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO notifications (id, user_id, event_id, type, title, body, created_at) VALUES `)
+	args := make([]any, 0, 7*len(ns))
+	for i, n := range ns {
+		if n.ID == "" {
+			n.ID = NewID()
+		}
+		if n.CreatedAt.IsZero() {
+			n.CreatedAt = Now()
+		}
+		n.CreatedAt = n.CreatedAt.UTC().Truncate(time.Microsecond)
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, n.ID, n.UserID, n.EventID, n.Type, n.Title, n.Body, n.CreatedAt)
 	}
-	n.CreatedAt = n.CreatedAt.UTC().Truncate(time.Microsecond)
-	rows, err := Exec(ctx, q, `INSERT INTO notifications (id, user_id, event_id, type, title, body, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, user_id) DO NOTHING`,
-		n.ID, n.UserID, n.EventID, n.Type, n.Title, n.Body, n.CreatedAt)
+	sb.WriteString(` ON CONFLICT (event_id, user_id) DO NOTHING`)
+	rows, err := Exec(ctx, q, sb.String(), args...)
 	if err != nil {
-		return false, fmt.Errorf("add notification of event %s: %w", n.EventID, err)
+		return 0, fmt.Errorf("add notifications of event %s: %w", ns[0].EventID, err)
 	}
-	return rows == 1, nil
+	return int(rows), nil
 }
 
 // NotificationFilter narrows ListNotifications to one user's.

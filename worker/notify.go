@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/rentalportal/portal"
 	// Aliased: the worker's Stripe tests declare a helper named event.
 	domainevent "github.com/rentalportal/portal/event"
 	"github.com/rentalportal/portal/mail"
@@ -47,29 +47,43 @@ func (w *Worker) notifyEvent(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	addrs := ev.Addressees()
+	users, err := w.recipients(ctx, addrs)
+	if err != nil {
+		return err
+	}
 	var again, never []error
-	for _, ch := range []domainevent.Channel{domainevent.InApp, domainevent.Email} {
-		for _, a := range ev.Addressees() {
-			if a.Channel != ch {
-				continue
-			}
-			var err error
-			if ch == domainevent.InApp {
-				err = w.inApp(ctx, ev, a.Role, a.RecipientID)
-			} else {
-				err = w.email(ctx, ev, a.Role, a.RecipientID)
-			}
-			switch {
-			case err == nil:
-			case errors.Is(err, asynq.SkipRetry):
-				w.log.ErrorContext(ctx, "notification cannot be delivered", "event_id", ev.ID, "event_type", ev.Type,
-					"channel", ch, "recipient_id", a.RecipientID, "err", err)
-				// Its text only: the SkipRetry in it must not stop the
-				// retry of the others.
-				never = append(never, fmt.Errorf("%s to %s: %s", ch, a.RecipientID, err))
-			default:
-				again = append(again, fmt.Errorf("%s to %s: %w", ch, a.RecipientID, err))
-			}
+	outcome := func(a domainevent.Addressee, err error) {
+		switch {
+		case err == nil:
+		case errors.Is(err, asynq.SkipRetry):
+			w.log.ErrorContext(ctx, "notification cannot be delivered", "event_id", ev.ID, "event_type", ev.Type,
+				"channel", a.Channel, "recipient_id", a.RecipientID, "err", err)
+			// Its text only: the SkipRetry in it must not stop the retry
+			// of the others.
+			never = append(never, fmt.Errorf("%s to %s: %s", a.Channel, a.RecipientID, err))
+		default:
+			again = append(again, fmt.Errorf("%s to %s: %w", a.Channel, a.RecipientID, err))
+		}
+	}
+	// The in-app notifications, in one statement.
+	var notes []*store.Notification
+	for _, a := range addrs {
+		if a.Channel != domainevent.InApp {
+			continue
+		}
+		n, err := w.inAppNote(ctx, ev, a.Role, a.RecipientID, users)
+		if n != nil {
+			notes = append(notes, n)
+		}
+		outcome(a, err)
+	}
+	if _, err := store.AddNotifications(ctx, w.deps.DB, notes); err != nil {
+		again = append(again, fmt.Errorf("in-app notifications: %w", err))
+	}
+	for _, a := range addrs {
+		if a.Channel == domainevent.Email {
+			outcome(a, w.email(ctx, ev, a.Role, a.RecipientID, users))
 		}
 	}
 	if len(again) > 0 {
@@ -81,6 +95,17 @@ func (w *Worker) notifyEvent(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
+// recipients reads the users among an event's addressees, in one query.
+func (w *Worker) recipients(ctx context.Context, addrs []domainevent.Addressee) (map[string]*store.User, error) {
+	var ids []string
+	for _, a := range addrs {
+		if a.Role != domainevent.Operators && !slices.Contains(ids, a.RecipientID) {
+			ids = append(ids, a.RecipientID)
+		}
+	}
+	return store.UsersByIDs(ctx, w.deps.DB, ids)
+}
+
 // notifyInApp handles notify:inapp, one delivery of the tasks notify:event
 // replaced.
 func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
@@ -88,11 +113,16 @@ func (w *Worker) notifyInApp(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	ev, role, err := w.notifyRecipient(ctx, p)
+	ev, role, users, err := w.notifyRecipient(ctx, p)
 	if err != nil {
 		return err
 	}
-	return w.inApp(ctx, ev, role, p.RecipientID)
+	n, err := w.inAppNote(ctx, ev, role, p.RecipientID, users)
+	if err != nil || n == nil {
+		return err
+	}
+	_, err = store.AddNotification(ctx, w.deps.DB, n)
+	return err
 }
 
 // notifyEmail handles notify:email, one delivery of the tasks notify:event
@@ -102,57 +132,53 @@ func (w *Worker) notifyEmail(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	ev, role, err := w.notifyRecipient(ctx, p)
+	ev, role, users, err := w.notifyRecipient(ctx, p)
 	if err != nil {
 		return err
 	}
-	return w.email(ctx, ev, role, p.RecipientID)
+	return w.email(ctx, ev, role, p.RecipientID, users)
 }
 
-// notifyRecipient loads a notify task's event and the recipient's role in it.
-func (w *Worker) notifyRecipient(ctx context.Context, p tasks.Notify) (*domainevent.Event, domainevent.Role, error) {
+// notifyRecipient loads a notify task's event, the recipient's role in it
+// and the recipient (absent from users when gone, or an operator).
+func (w *Worker) notifyRecipient(ctx context.Context, p tasks.Notify) (*domainevent.Event, domainevent.Role, map[string]*store.User, error) {
 	ev, err := store.GetEvent(ctx, w.deps.DB, p.EventID)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	role, ok := ev.Data.RoleOf(p.RecipientID)
 	if !ok {
-		return nil, "", fmt.Errorf("recipient %s is not concerned by event %s: %w", p.RecipientID, ev.ID, asynq.SkipRetry)
+		return nil, "", nil, fmt.Errorf("recipient %s is not concerned by event %s: %w", p.RecipientID, ev.ID, asynq.SkipRetry)
 	}
-	return ev, role, nil
+	users, err := w.recipients(ctx, []domainevent.Addressee{{Delivery: domainevent.Delivery{Role: role}, RecipientID: p.RecipientID}})
+	return ev, role, users, err
 }
 
-// inApp writes one user's in-app notification of an event. The
-// notification is unique per (event, user): a retried or duplicated task
-// inserts nothing more.
-func (w *Worker) inApp(ctx context.Context, ev *domainevent.Event, role domainevent.Role, userID string) error {
+// inAppNote renders one user's in-app notification of an event, to write;
+// nil when the user is gone. The notification is unique per (event,
+// user): writing it again inserts nothing.
+func (w *Worker) inAppNote(ctx context.Context, ev *domainevent.Event, role domainevent.Role, userID string,
+	users map[string]*store.User) (*store.Notification, error) {
 	if role == domainevent.Operators || w.deps.Notify == nil {
-		return fmt.Errorf("no in-app notification to %s of event %s: %w", role, ev.ID, asynq.SkipRetry)
+		return nil, fmt.Errorf("no in-app notification to %s of event %s: %w", role, ev.ID, asynq.SkipRetry)
 	}
-	u, err := store.GetUser(ctx, w.deps.DB, userID)
-	if portal.ErrorCode(err) == portal.ENOTFOUND {
+	u := users[userID]
+	if u == nil {
 		w.log.InfoContext(ctx, "notification skipped: the user is gone", "event_id", ev.ID, "user_id", userID)
-		return nil
-	}
-	if err != nil {
-		return err
+		return nil, nil
 	}
 	c, err := w.deps.Notify.Render(*ev, notify.Recipient{Role: role, Name: u.Name})
 	if err != nil {
-		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	created, err := store.AddNotification(ctx, w.deps.DB, &store.Notification{UserID: u.ID, EventID: ev.ID,
-		Type: string(ev.Type), Title: c.Subject, Body: c.Summary, CreatedAt: ev.OccurredAt})
-	if err != nil {
-		return err
-	}
-	w.log.DebugContext(ctx, "in-app notification", "event_id", ev.ID, "event_type", ev.Type, "user_id", u.ID, "created", created)
-	return nil
+	return &store.Notification{UserID: u.ID, EventID: ev.ID, Type: string(ev.Type), Title: c.Subject, Body: c.Summary,
+		CreatedAt: ev.OccurredAt}, nil
 }
 
-// email emails an event to one recipient — a user, or each operator
-// address — exactly once per (event, recipient): see deliverEmail.
-func (w *Worker) email(ctx context.Context, ev *domainevent.Event, role domainevent.Role, rcptID string) error {
+// email emails an event to one recipient — a user (from users; absent when
+// gone), or each operator address — exactly once per (event, recipient):
+// see deliverEmail.
+func (w *Worker) email(ctx context.Context, ev *domainevent.Event, role domainevent.Role, rcptID string, users map[string]*store.User) error {
 	if w.deps.Mailer == nil || w.deps.Notify == nil {
 		return fmt.Errorf("no mailer configured: %w", asynq.SkipRetry)
 	}
@@ -181,13 +207,10 @@ func (w *Worker) email(ctx context.Context, ev *domainevent.Event, role domainev
 		}
 		return errors.Join(never...)
 	}
-	u, err := store.GetUser(ctx, w.deps.DB, rcptID)
-	if portal.ErrorCode(err) == portal.ENOTFOUND {
+	u := users[rcptID]
+	if u == nil {
 		w.log.InfoContext(ctx, "email skipped: the user is gone", "event_id", ev.ID, "user_id", rcptID)
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	return w.deliverEmail(ctx, ev, u.ID, u.Email, notify.Recipient{Role: role, Name: u.Name})
 }
