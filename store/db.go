@@ -212,6 +212,27 @@ func Get(ctx context.Context, q Queryer, dest any, query string, args ...any) er
 	return Translate(sqlx.GetContext(ctx, q, dest, q.Rebind(query), args...))
 }
 
+// selectByIDs runs query, whose one IN (?) takes ids, and returns the rows
+// keyed by id(row): the rows among ids that exist.
+func selectByIDs[T any](ctx context.Context, q Queryer, query string, ids []string, id func(*T) string) (map[string]*T, error) {
+	out := make(map[string]*T, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	query, args, err := In(q, query, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []T
+	if err := Select(ctx, q, &rows, query, args...); err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		out[id(&rows[i])] = &rows[i]
+	}
+	return out, nil
+}
+
 // Select runs a query into a slice, rebinding ? placeholders for the engine.
 func Select(ctx context.Context, q Queryer, dest any, query string, args ...any) error {
 	return Translate(sqlx.SelectContext(ctx, q, dest, q.Rebind(query), args...))

@@ -215,18 +215,10 @@ func transitionDistinct(ctx context.Context, db *DB, reqs []TransitionRequest, i
 
 // bookingsForEvent reads bookings with their listing facts, by ID.
 func bookingsForEvent(ctx context.Context, q Queryer, ids []string) (map[string]*bookingForEvent, error) {
-	query, args, err := In(q, `SELECT `+bookingColumnsOf("b")+`, l.title, l.timezone
-		FROM bookings b JOIN listings l ON l.id = b.listing_id WHERE b.id IN (?)`, ids)
+	out, err := selectByIDs(ctx, q, `SELECT `+bookingColumnsOf("b")+`, l.title, l.timezone
+		FROM bookings b JOIN listings l ON l.id = b.listing_id WHERE b.id IN (?)`, ids, func(b *bookingForEvent) string { return b.ID })
 	if err != nil {
-		return nil, err
-	}
-	var rows []bookingForEvent
-	if err := Select(ctx, q, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("get bookings: %w", err)
-	}
-	out := make(map[string]*bookingForEvent, len(rows))
-	for i := range rows {
-		out[rows[i].ID] = &rows[i]
 	}
 	return out, nil
 }

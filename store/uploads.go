@@ -88,22 +88,14 @@ func GetUpload(ctx context.Context, q Queryer, id string) (*Upload, error) {
 // UploadsByIDs returns the uploads among ids that exist, with their status
 // and variants, keyed by ID (for listing photos).
 func UploadsByIDs(ctx context.Context, q Queryer, ids []string) (map[string]*Upload, error) {
-	out := map[string]*Upload{}
-	if len(ids) == 0 {
-		return out, nil
+	out, err := selectByIDs(ctx, q, `SELECT `+uploadColumns+` FROM uploads WHERE id IN (?)`, ids, func(u *Upload) string { return u.ID })
+	if err != nil || len(out) == 0 {
+		if err != nil {
+			err = fmt.Errorf("uploads by id: %w", err)
+		}
+		return out, err
 	}
-	query, args, err := In(q, `SELECT `+uploadColumns+` FROM uploads WHERE id IN (?)`, ids)
-	if err != nil {
-		return nil, err
-	}
-	var rows []Upload
-	if err := Select(ctx, q, &rows, query, args...); err != nil {
-		return nil, fmt.Errorf("uploads by id: %w", err)
-	}
-	for i := range rows {
-		out[rows[i].ID] = &rows[i]
-	}
-	query, args, err = In(q, `SELECT upload_id, name, object_key, content_type, width, height, size_bytes
+	query, args, err := In(q, `SELECT upload_id, name, object_key, content_type, width, height, size_bytes
 		FROM upload_variants WHERE upload_id IN (?) ORDER BY width DESC`, ids)
 	if err != nil {
 		return nil, err

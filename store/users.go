@@ -54,20 +54,9 @@ func GetUser(ctx context.Context, q Queryer, id string) (*User, error) {
 
 // UsersByIDs returns the users among ids that exist, by ID.
 func UsersByIDs(ctx context.Context, q Queryer, ids []string) (map[string]*User, error) {
-	out := make(map[string]*User, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	query, args, err := In(q, `SELECT `+userColumns+` FROM users WHERE id IN (?)`, ids)
+	out, err := selectByIDs(ctx, q, `SELECT `+userColumns+` FROM users WHERE id IN (?)`, ids, func(u *User) string { return u.ID })
 	if err != nil {
-		return nil, err
-	}
-	var rows []User
-	if err := Select(ctx, q, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("users by id: %w", err)
-	}
-	for i := range rows {
-		out[rows[i].ID] = &rows[i]
 	}
 	return out, nil
 }
