@@ -695,7 +695,16 @@ while ((${#STARTER_SVC[@]} > 0)); do
 		for done_pid in "${!STARTER_SVC[@]}"; do break; done
 		wait "$done_pid" || rc=$?
 	fi
-	[[ -n $done_pid ]] || continue # interrupted by a trapped signal
+	if [[ -z ${done_pid-} ]]; then
+		# `wait -n -p` leaves the variable unset when it returns without a
+		# job: a trapped signal (go round again), or 127 when the jobs it was
+		# given have already left bash's job table (a starter that ended
+		# early; bash still has its status by PID): wait for one by PID.
+		((rc == 127)) || continue
+		for done_pid in "${!STARTER_SVC[@]}"; do break; done
+		rc=0
+		wait "$done_pid" || rc=$?
+	fi
 	svc=${STARTER_SVC[$done_pid]}
 	unset "STARTER_SVC[$done_pid]"
 	rm -f "$STATE/starter.$svc"
