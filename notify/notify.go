@@ -84,6 +84,31 @@ func New(baseURL string) (*Renderer, error) {
 	return r, nil
 }
 
+// summary renders the one-line subject and summary of a template set.
+func summary(set templateSet, v View) (Content, error) {
+	var c Content
+	var err error
+	if c.Subject, err = execText(set.text, "subject", v); err != nil {
+		return c, err
+	}
+	c.Subject = oneLine(c.Subject)
+	if c.Summary, err = execText(set.text, "summary", v); err != nil {
+		return c, err
+	}
+	c.Summary = oneLine(c.Summary)
+	return c, nil
+}
+
+// Summary renders only the Subject and Summary of Render (an in-app
+// notification needs no email body).
+func (r *Renderer) Summary(ev event.Event, to Recipient) (Content, error) {
+	set, ok := r.sets[ev.Type]
+	if !ok {
+		return Content{}, fmt.Errorf("notify: no template for event type %q", ev.Type)
+	}
+	return summary(set, r.view(ev, to))
+}
+
 var funcs = map[string]any{
 	"deref": func(b *bool) bool { return b != nil && *b },
 }
@@ -95,16 +120,10 @@ func (r *Renderer) Render(ev event.Event, to Recipient) (Content, error) {
 		return Content{}, fmt.Errorf("notify: no template for event type %q", ev.Type)
 	}
 	v := r.view(ev, to)
-	var c Content
-	var err error
-	if c.Subject, err = execText(set.text, "subject", v); err != nil {
+	c, err := summary(set, v)
+	if err != nil {
 		return c, err
 	}
-	c.Subject = oneLine(c.Subject)
-	if c.Summary, err = execText(set.text, "summary", v); err != nil {
-		return c, err
-	}
-	c.Summary = oneLine(c.Summary)
 	// The text part's paragraphs are one line each: mail clients wrap them,
 	// and an amount or a date is never cut in two.
 	intro, err := execText(set.text, "intro", v)

@@ -91,6 +91,10 @@ func TestGolden(t *testing.T) {
 			if strings.Contains(got.Text, "<no value>") || strings.Contains(got.HTML, "<no value>") {
 				t.Fatalf("a value is missing:\n%s", got.Text)
 			}
+			if sum, err := r.Summary(c.ev, c.to); err != nil || sum.Subject != got.Subject || sum.Summary != got.Summary ||
+				sum.Text != "" || sum.HTML != "" {
+				t.Fatalf("Summary = %+v, %v; want Render's subject and summary alone", sum, err)
+			}
 			doc := "Subject: " + got.Subject + "\nSummary: " + got.Summary + "\n\n--- text ---\n" + got.Text + "\n--- html ---\n" + got.HTML
 			path := filepath.Join("testdata", name+".golden")
 			if *update {

@@ -167,7 +167,7 @@ func (w *Worker) inAppNote(ctx context.Context, ev *domainevent.Event, role doma
 		w.log.InfoContext(ctx, "notification skipped: the user is gone", "event_id", ev.ID, "user_id", userID)
 		return nil, nil
 	}
-	c, err := w.deps.Notify.Render(*ev, notify.Recipient{Role: role, Name: u.Name})
+	c, err := w.deps.Notify.Summary(*ev, notify.Recipient{Role: role, Name: u.Name})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
