@@ -51,7 +51,7 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 	var b *Booking
 	var h *HistoryEntry
 	err := db.InTx(ctx, func(tx *sqlx.Tx) error {
-		l, err := bookableListing(ctx, tx, nb, "")
+		l, err := bookableListing(ctx, tx, nb)
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 		if b, h, ev, err = planNewBooking(l, nb); err != nil {
 			return err
 		}
-		return writeNewBooking(ctx, tx, db.Engine, b, h, ev)
+		return writeNewBooking(ctx, tx, b, h, ev)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -76,7 +76,7 @@ func CreateBooking(ctx context.Context, db *DB, nb NewBooking) (*Booking, []Hist
 // that changed in between is read again.
 func createBookingOneStatement(ctx context.Context, db *DB, nb NewBooking) (*Booking, []HistoryEntry, error) {
 	for attempt := 0; ; attempt++ {
-		l, err := bookableListing(ctx, db, nb, "")
+		l, err := bookableListing(ctx, db, nb)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -109,13 +109,12 @@ type listingToBook struct {
 	TimeZone    string `db:"timezone"`
 }
 
-// bookableListing reads the listing nb books (lock: a locking clause, or
-// "") and vets it. Errors: ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE
+// bookableListing reads the listing nb books and vets it. Errors: ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE
 // (inactive, or the renter owns it).
-func bookableListing(ctx context.Context, q Queryer, nb NewBooking, lock string) (*listingToBook, error) {
+func bookableListing(ctx context.Context, q Queryer, nb NewBooking) (*listingToBook, error) {
 	var l listingToBook
 	err := Get(ctx, q, &l, `SELECT owner_id, price_per_day, currency, active, title, timezone FROM listings
-		WHERE id = ? AND deleted_at IS NULL`+lock, nb.ListingID)
+		WHERE id = ? AND deleted_at IS NULL`, nb.ListingID)
 	if portal.ErrorCode(err) == portal.ENOTFOUND {
 		return nil, portal.WrapError(portal.ENOTFOUND, err, "listing not found")
 	}
@@ -222,11 +221,7 @@ func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBoo
 	if err != nil {
 		return false, err
 	}
-	args := []any{b.ListingID, l.PricePerDay, l.Currency,
-		b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
-		b.TotalAmount, b.Currency, b.ExpiresAt, b.CreatedAt, b.UpdatedAt,
-		h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
-	args = append(args, eArgs...)
+	args := append(append(append([]any{b.ListingID, l.PricePerDay, l.Currency}, bookingArgs(b)...), historyArgs(h)...), eArgs...)
 	var sb strings.Builder
 	sb.WriteString(`WITH l AS (SELECT id FROM listings WHERE id = ? AND deleted_at IS NULL AND active
 		AND price_per_day = ?::bigint AND currency = ?::text FOR SHARE),
@@ -260,36 +255,35 @@ func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBoo
 	return n == 1, nil
 }
 
-// writeNewBooking inserts a new booking, its first history row, its
-// domain event and its outbox messages (b.Outbox). On PostgreSQL the four
-// inserts are one statement of data-modifying CTEs: three round trips fewer
-// on the API's busiest write. Constraint errors are the same either way.
-func writeNewBooking(ctx context.Context, q Queryer, engine Engine, b *Booking, h *HistoryEntry, ev event.Event) error {
-	bArgs := []any{b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
+// bookingArgs are a new booking's columns in insertBookingSQL's order.
+func bookingArgs(b *Booking) []any {
+	return []any{b.ID, b.ListingID, b.RenterID, b.OwnerID, b.StartDate, b.EndDate, b.Status,
 		b.TotalAmount, b.Currency, b.ExpiresAt, b.CreatedAt, b.UpdatedAt}
-	hArgs := []any{h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
+}
+
+// historyArgs are a history row's columns in insertHistorySQL's order.
+func historyArgs(h *HistoryEntry) []any {
+	return []any{h.ID, h.BookingID, h.FromStatus, h.ToStatus, h.Cause, h.Source, h.SourceRef, h.ActorID, h.CreatedAt}
+}
+
+// writeNewBooking inserts a new booking, its first history row, its
+// domain event and its outbox messages (b.Outbox), statement by statement
+// in the caller's transaction (SQLite; PostgreSQL writes them in one
+// statement, insertBookingIfListingHolds). Constraint errors are the same
+// either way.
+func writeNewBooking(ctx context.Context, q Queryer, b *Booking, h *HistoryEntry, ev event.Event) error {
 	eArgs, err := eventArgs(ev)
 	if err != nil {
 		return err
 	}
-	outbox := toOutbox(b.Outbox)
-	if engine == Postgres && len(outbox) > 0 {
-		outSQL, outArgs := insertOutboxRows(outbox, b.CreatedAt)
-		args := append(append(append(bArgs, hArgs...), eArgs...), outArgs...)
-		_, err := Exec(ctx, q, `WITH b AS (`+insertBookingSQL+`), h AS (`+insertHistorySQL+`), e AS (`+insertEventSQL+`) `+outSQL, args...)
-		if err != nil {
-			return fmt.Errorf("insert booking: %w", err)
-		}
-		return nil
-	}
-	if _, err := Exec(ctx, q, insertBookingSQL, bArgs...); err != nil {
+	if _, err := Exec(ctx, q, insertBookingSQL, bookingArgs(b)...); err != nil {
 		return fmt.Errorf("insert booking: %w", err)
 	}
-	if _, err := Exec(ctx, q, insertHistorySQL, hArgs...); err != nil {
+	if _, err := Exec(ctx, q, insertHistorySQL, historyArgs(h)...); err != nil {
 		return fmt.Errorf("booking %s history: %w", b.ID, err)
 	}
 	if _, err := Exec(ctx, q, insertEventSQL, eArgs...); err != nil {
 		return fmt.Errorf("booking %s event: %w", b.ID, err)
 	}
-	return AddOutbox(ctx, q, outbox...)
+	return AddOutbox(ctx, q, toOutbox(b.Outbox)...)
 }
