@@ -115,20 +115,22 @@ func (s *stack) baseEnv(extra map[string]string) map[string]string {
 // startAPI starts `rentalportal api` and waits for its readiness; it
 // returns the process and its base URL.
 func (s *stack) startAPI(ctx context.Context, extra map[string]string) (*proc, string, error) {
-	e := s.baseEnv(extra)
-	e["HTTP_ADDR"] = freeAddr()
-	base := "http://" + e["HTTP_ADDR"]
-	p, err := s.start(ctx, s.env.Binary, []string{"api"}, e, base+"/health/readiness")
-	return p, base, err
+	return s.startRole(ctx, "api", "HTTP_ADDR", extra)
 }
 
 // startWorker starts `rentalportal worker` and waits for its readiness;
 // it returns the process and the base URL of its probes and /metrics.
 func (s *stack) startWorker(ctx context.Context, extra map[string]string) (*proc, string, error) {
+	return s.startRole(ctx, "worker", "METRICS_ADDR", extra)
+}
+
+// startRole starts one role listening on a free address (in the variable
+// addrVar) and waits for its readiness there.
+func (s *stack) startRole(ctx context.Context, role, addrVar string, extra map[string]string) (*proc, string, error) {
 	e := s.baseEnv(extra)
-	e["METRICS_ADDR"] = freeAddr()
-	base := "http://" + e["METRICS_ADDR"]
-	p, err := s.start(ctx, s.env.Binary, []string{"worker"}, e, base+"/health/readiness")
+	e[addrVar] = freeAddr()
+	base := "http://" + e[addrVar]
+	p, err := s.start(ctx, s.env.Binary, []string{role}, e, base+"/health/readiness")
 	return p, base, err
 }
 
