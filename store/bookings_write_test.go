@@ -26,6 +26,17 @@ func newBooking(id, listingID, renterID string, start, end booking.Date) store.N
 			ProcessAt: time.Now().Add(30 * time.Minute)}}}
 }
 
+// createBooking creates a booking of listingID by renterID for the nights
+// from today+start to today+end, and returns its ID.
+func createBooking(t *testing.T, db *store.DB, listingID, renterID string, start, end int) string {
+	t.Helper()
+	id := store.NewID()
+	if _, _, err := store.CreateBooking(context.Background(), db, newBooking(id, listingID, renterID, day(t, start), day(t, end))); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func countRows(t *testing.T, db *store.DB, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -101,13 +112,7 @@ func TestCancelBooking(t *testing.T) {
 		ctx := context.Background()
 		owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
 		l := newListing(t, db, owner.ID, "Drill", 900)
-		mk := func(offset int) string {
-			id := store.NewID()
-			if _, _, err := store.CreateBooking(ctx, db, newBooking(id, l.ID, renter.ID, day(t, offset), day(t, offset+1))); err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		mk := func(offset int) string { return createBooking(t, db, l.ID, renter.ID, offset, offset+1) }
 		src := store.Source{Kind: store.SourceAPI, ActorID: renter.ID}
 		refund := func(id string) store.OutboxMessage {
 			return store.OutboxMessage{ID: "booking:refund:" + id, Type: "booking:refund", Payload: []byte(`{}`)}

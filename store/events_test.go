@@ -150,10 +150,7 @@ func TestEventRollsBackWithItsChange(t *testing.T) {
 		ctx := context.Background()
 		owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
 		l := newListing(t, db, owner.ID, "Tent", 1000)
-		id := store.NewID()
-		if _, _, err := store.CreateBooking(ctx, db, newBooking(id, l.ID, renter.ID, day(t, 1), day(t, 2))); err != nil {
-			t.Fatal(err)
-		}
+		id := createBooking(t, db, l.ID, renter.ID, 1, 2)
 		boom := errors.New("boom")
 		err := db.InTx(ctx, func(tx *sqlx.Tx) error {
 			if _, err := store.ApplyBookingEvent(ctx, tx, id, booking.PaymentSucceeded, store.Source{Kind: store.SourceStripe}); err != nil {

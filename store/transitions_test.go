@@ -27,14 +27,7 @@ func TestTransitionBatchAnswersAsAlone(t *testing.T) {
 		ctx := context.Background()
 		owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
 		l := newListing(t, db, owner.ID, "Sled", 1000)
-		book := func(start int) string {
-			t.Helper()
-			id := store.NewID()
-			if _, _, err := store.CreateBooking(ctx, db, newBooking(id, l.ID, renter.ID, day(t, start), day(t, start+2))); err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		book := func(start int) string { return createBooking(t, db, l.ID, renter.ID, start, start+2) }
 		status := func(id string) booking.Status {
 			t.Helper()
 			b, err := store.GetBooking(ctx, db, id)
@@ -161,11 +154,7 @@ func TestConcurrentTransitionsApplyOnce(t *testing.T) {
 		l := newListing(t, db, owner.ID, "Raft", 1000)
 		var ids []string
 		for i := 0; i < 20; i++ {
-			id := store.NewID()
-			if _, _, err := store.CreateBooking(ctx, db, newBooking(id, l.ID, renter.ID, day(t, 1+3*i), day(t, 3+3*i))); err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
+			ids = append(ids, createBooking(t, db, l.ID, renter.ID, 1+3*i, 3+3*i))
 		}
 		tr := store.NewTransitions(db)
 		var mu sync.Mutex
