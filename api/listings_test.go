@@ -27,16 +27,20 @@ func insertUpload(t *testing.T, db *store.DB, ownerID, kind, status string) stri
 	return id
 }
 
+// localBlobs is a local blob store in a temporary folder.
+func localBlobs(t *testing.T) *blob.Local {
+	t.Helper()
+	l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func TestListingLifecycle(t *testing.T) {
 	t.Parallel()
 	testkit.Engines(t, func(t *testing.T, db *store.DB) {
-		a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) {
-			l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Blobs = l
-		})
+		a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) { d.Blobs = localBlobs(t) })
 		owner, renter := a.signup("owner"), a.signup("renter")
 		p1 := insertUpload(t, db, owner.ID, "image", "ready")
 		// p2 is processed: its variants show on the listing (in the shape
@@ -203,13 +207,7 @@ func (unsignable) PresignGet(context.Context, string, time.Duration, blob.GetURL
 func TestListingAnsweredWhenPhotoLinksFail(t *testing.T) {
 	t.Parallel()
 	db := testkit.SQLite(t)
-	a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) {
-		l, err := blob.NewLocal(t.TempDir(), []byte("local-signing-key-for-tests-0123"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Blobs = unsignable{l}
-	})
+	a := newTestAPI(t, db, func(_ *api.Config, d *api.Deps) { d.Blobs = unsignable{localBlobs(t)} })
 	owner := a.signup("owner")
 	p := insertUpload(t, db, owner.ID, "image", "processing")
 	if err := store.FinishUpload(context.Background(), db, p, 640, 480, []store.UploadVariant{
