@@ -126,17 +126,11 @@ func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find boo
 		if err != nil {
 			return moved, err
 		}
-		n := len(ids)
-		if n == 0 {
-			break
-		}
-		last := ids[n-1]
-		for len(ids) > 0 {
+		for start := 0; start < len(ids); start += tickChunk {
 			if err := ctx.Err(); err != nil {
 				return moved, err
 			}
-			chunk := ids[:min(len(ids), tickChunk)]
-			ids = ids[len(chunk):]
+			chunk := ids[start:min(start+tickChunk, len(ids))]
 			reqs := make([]store.TransitionRequest, len(chunk))
 			for i, id := range chunk {
 				reqs[i] = store.TransitionRequest{ID: id, Event: ev, Source: src}
@@ -152,10 +146,10 @@ func (w *Worker) transitionAll(ctx context.Context, today booking.Date, find boo
 				}
 			}
 		}
-		if n < tickBatch {
+		if len(ids) < tickBatch {
 			break
 		}
-		after = last
+		after = ids[len(ids)-1]
 	}
 	if len(errs) > 0 {
 		return moved, fmt.Errorf("%d bookings failed to %s (first: %w)", len(errs), ev, errs[0])
