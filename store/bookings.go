@@ -277,70 +277,55 @@ func transitionOneStatement(ctx context.Context, q Queryer, t *transition) error
 // moved holds the IDs of the bookings that matched; the others changed
 // since they were read.
 func transitionsOneStatement(ctx context.Context, q Queryer, ts []*transition) (moved map[string]bool, err error) {
+	// The rows of the statement's three VALUES lists: each booking's move
+	// (id, from, to, before dispute, updated at) with its history row's
+	// columns; the domain events and the outbox rows of the moves that
+	// have one, each led by its booking's ID.
+	var moves, evs, outs [][]any
+	for _, t := range ts {
+		h := t.hist // id, booking_id, from, to, cause, source, source_ref, actor_id, created_at
+		moves = append(moves, []any{t.old.ID, t.old.Status, t.new.Status, t.new.BeforeDispute, t.new.UpdatedAt, h[0], h[4], h[5], h[6], h[7]})
+		if t.evArgs == nil {
+			continue
+		}
+		evs = append(evs, append([]any{t.old.ID}, t.evArgs...))
+		for _, m := range toOutbox(t.new.Outbox) {
+			outs = append(outs, append([]any{t.old.ID}, outboxArgs(m, t.new.UpdatedAt)...))
+		}
+	}
 	var sb strings.Builder
 	var args []any
-	values := func(n int, types string, row func(i int) []any) {
-		for i := 0; i < n; i++ {
+	values := func(types string, rows [][]any) {
+		for i, r := range rows {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
 			sb.WriteString(types)
-			args = append(args, row(i)...)
+			args = append(args, r...)
 		}
 	}
-	// v: each booking's move (id, from, to, before dispute, updated at)
-	// and its history row's columns.
 	sb.WriteString(`WITH v (id, from_status, to_status, before_dispute, updated_at,
 		hid, cause, source, source_ref, actor_id) AS (VALUES `)
-	values(len(ts), `(?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text)`,
-		func(i int) []any {
-			t := ts[i]
-			h := t.hist // id, booking_id, from, to, cause, source, source_ref, actor_id, created_at
-			return []any{t.old.ID, t.old.Status, t.new.Status, t.new.BeforeDispute, t.new.UpdatedAt, h[0], h[4], h[5], h[6], h[7]}
-		})
+	values(`(?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text)`, moves)
 	sb.WriteString(`),
 	u AS (UPDATE bookings b SET status = v.to_status, status_before_dispute = v.before_dispute, updated_at = v.updated_at
 		FROM v WHERE b.id = v.id AND b.status = v.from_status RETURNING b.id),
 	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
 		SELECT v.hid, v.id, v.from_status, v.to_status, v.cause, v.source, v.source_ref, v.actor_id, v.updated_at
 		FROM v JOIN u ON u.id = v.id)`)
-	var evs, outs []*transition
-	nOut := 0
-	for _, t := range ts {
-		if t.evArgs != nil {
-			evs = append(evs, t)
-			if len(t.new.Outbox) > 0 {
-				outs = append(outs, t)
-				nOut += len(t.new.Outbox)
-			}
-		}
-	}
 	if len(evs) > 0 {
 		sb.WriteString(`,
 	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
-		values(len(evs), `(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`,
-			func(i int) []any { return append([]any{evs[i].old.ID}, evs[i].evArgs...) })
+		values(`(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`, evs)
 		sb.WriteString(`),
 	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
 		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
 		FROM ev JOIN u ON u.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
 	}
-	if nOut > 0 {
-		type out struct {
-			bookingID string
-			m         OutboxMessage
-			now       time.Time
-		}
-		var rows []out
-		for _, t := range outs {
-			for _, m := range toOutbox(t.new.Outbox) {
-				rows = append(rows, out{t.old.ID, m, t.new.UpdatedAt})
-			}
-		}
+	if len(outs) > 0 {
 		sb.WriteString(`,
 	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
-		values(len(rows), `(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`,
-			func(i int) []any { return append([]any{rows[i].bookingID}, outboxArgs(rows[i].m, rows[i].now)...) })
+		values(`(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`, outs)
 		sb.WriteString(`),
 	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
 		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
