@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,10 @@ import (
 // (the real handler: read the booking, compare-and-set it to expired with
 // its history row, domain event and its notify:event outbox row in one transaction,
 // publish the notify task), beside a bare asynq server with a no-op
-// handler over the same Redis, same concurrency and queues, in this
-// process. Each side's tasks wait in a paused queue until the clock
-// starts, so the figure is processing alone, not enqueueing.
+// handler over the same Redis and queues, in this process (the issue's
+// baseline), and beside as many no-op servers as the worker has fetchers.
+// Each side's tasks wait in a paused queue until the clock starts, so the
+// figure is processing alone, not enqueueing.
 func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	n := 20000
 	if env.Quick {
@@ -35,10 +37,24 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	defer st.close()
 	insp := st.insp
 
-	// Baseline first: asynq and a handler that does nothing.
-	baseRate, baseUse, err := noopThroughput(ctx, st, n)
+	// Baselines first: asynq and a handler that does nothing, on one
+	// server (the issue's), then on as many as the worker's fetchers.
+	baseRate, baseUse, err := noopThroughput(ctx, st, n, 1)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if err := st.rc.FlushDB(ctx).Err(); err != nil {
+		return nil, err
+	}
+	fetchers := 2
+	if v := env.Set["WORKER_FETCHERS"]; v != "" {
+		if fetchers, err = strconv.Atoi(v); err != nil {
+			return nil, err
+		}
+	}
+	fetchRate, _, err := noopThroughput(ctx, st, n, fetchers)
+	if err != nil {
+		return nil, fmt.Errorf("baseline with %d fetchers: %w", fetchers, err)
 	}
 	if err := st.rc.FlushDB(ctx).Err(); err != nil {
 		return nil, err
@@ -99,12 +115,12 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	// them (at most 2 minutes) for the rate the worker can sustain.
 	drained, drainErr := waitDrained(ctx, insp, tasks.QueueDefault, start, 2*time.Minute)
 	m2, _ := scrape(ctx, wBase+"/metrics")
-	conc := "20"
+	conc := "40"
 	if v := env.Set["WORKER_CONCURRENCY"]; v != "" {
 		conc = v
 	}
 	rows := []Row{
-		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency %s)", n, conc), Value: fmt.Sprintf("%.0f/s", rate),
+		{Metric: fmt.Sprintf("booking:expire tasks/s, real worker (%d tasks, concurrency %s, %d fetchers)", n, conc, fetchers), Value: fmt.Sprintf("%.0f/s", rate),
 			Baseline: fmt.Sprintf("asynq no-op handler %.0f/s", baseRate), Ratio: ratio(rate, baseRate),
 			Target: "≥ 3000/s", Verdict: verdict(rate >= 3000)},
 		// The issue's 3000/s was set beside a no-op it expected at about
@@ -112,6 +128,8 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		// ratio is the figure the machine's noise does not move.
 		{Metric: "  the same as a ratio to the no-op (issue: 3000 of ≈ 9000/s)", Value: ratio(rate, baseRate),
 			Target: "≥ 0.33×", Verdict: verdict(baseRate > 0 && rate/baseRate >= 1.0/3)},
+		{Metric: fmt.Sprintf("  the same beside the no-op on %d servers, as the worker's fetchers", fetchers), Value: fmt.Sprintf("%.0f/s", rate),
+			Baseline: fmt.Sprintf("asynq no-op handler, %d servers %.0f/s", fetchers, fetchRate), Ratio: ratio(rate, fetchRate)},
 		{Metric: "  tasks of any type processed meanwhile", Value: fmt.Sprintf("%d (%.0f/s)", all, float64(all)/took.Seconds())},
 		{Metric: "  notify tasks the expiries queued behind them, left pending", Value: fmt.Sprint(backlog)},
 		{Metric: "  expiries/s with their notify tasks done too", Value: drainedRate(n, drained, drainErr)},
@@ -191,9 +209,10 @@ func profileTransitions(ctx context.Context, st *stack, m *market, n int, realRa
 }
 
 // noopThroughput measures asynq alone: n tasks that do nothing, waiting in
-// a paused queue, taken by a server configured like the worker's main one
-// (concurrency 20, 10 ms check interval, the platform's queue weights).
-func noopThroughput(ctx context.Context, st *stack, n int) (float64, usage, error) {
+// a paused queue, taken by servers asynq servers of concurrency 20 on the
+// platform's queue weights, the first polling every 10 ms and the others
+// every 100 ms, as the worker's fetchers do (WORKER_FETCHERS).
+func noopThroughput(ctx context.Context, st *stack, n, servers int) (float64, usage, error) {
 	var count atomic.Int64
 	all := make(chan struct{})
 	var once sync.Once
@@ -204,17 +223,23 @@ func noopThroughput(ctx context.Context, st *stack, n int) (float64, usage, erro
 		}
 		return nil
 	})
-	srv := asynq.NewServerFromRedisClient(st.rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
-		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.ErrorLevel})
 	if err := enqueuePaused(ctx, st, tasks.QueueDefault, n, func(int) (*asynq.Task, error) {
 		return asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueDefault)), nil
 	}); err != nil {
 		return 0, usage{}, err
 	}
-	if err := srv.Start(mux); err != nil {
-		return 0, usage{}, err
+	for i := range servers {
+		check := 10 * time.Millisecond
+		if i > 0 {
+			check = 100 * time.Millisecond
+		}
+		srv := asynq.NewServerFromRedisClient(st.rc, asynq.Config{Concurrency: 20, Queues: tasks.QueueWeights,
+			TaskCheckInterval: check, LogLevel: asynq.ErrorLevel})
+		if err := srv.Start(mux); err != nil {
+			return 0, usage{}, err
+		}
+		defer srv.Shutdown()
 	}
-	defer srv.Shutdown()
 	time.Sleep(200 * time.Millisecond) // its processors are waiting
 	m := newMeter(ctx, st.db, st.rc)
 	s := m.sample(ctx)

@@ -104,7 +104,8 @@ type Config struct {
 	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s" validate:"min=1s,max=10m"`
 	DiskMinFreeMB      int64         `env:"HEALTH_DISK_MIN_FREE_MB" envDefault:"512" validate:"min=0"`
 
-	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"20" validate:"min=1,max=1000"`
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"40" validate:"min=1,max=1000"`
+	WorkerFetchers    int           `env:"WORKER_FETCHERS" envDefault:"2" validate:"min=1,max=16"`
 	TaskCheckInterval time.Duration `env:"WORKER_TASK_CHECK_INTERVAL" envDefault:"10ms" validate:"min=1ms,max=10s"`
 	SchedulerEnabled  bool          `env:"SCHEDULER_ENABLED" envDefault:"true"`
 
@@ -303,6 +304,9 @@ func validateConfig(cfg *Config) error {
 		msgs = append(msgs, "OPENAPI_SERVERS: "+err.Error())
 	}
 	msgs = append(msgs, mailRules(cfg)...)
+	if cfg.WorkerFetchers > cfg.WorkerConcurrency {
+		msgs = append(msgs, fmt.Sprintf("WORKER_FETCHERS: must be at most WORKER_CONCURRENCY (%d): each fetcher runs at least one task", cfg.WorkerConcurrency))
+	}
 	if cfg.S3Bucket == "" && (cfg.S3Endpoint != "" || cfg.CDNBaseURL != "") {
 		msgs = append(msgs, "S3_BUCKET: required when S3_ENDPOINT or CDN_BASE_URL is set")
 	}

@@ -41,6 +41,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_MAX_OPEN_CONNS": "many"}, "DB_MAX_OPEN_CONNS"},
 		{map[string]string{"DB_MAX_OPEN_CONNS": "0"}, "DB_MAX_OPEN_CONNS"},
 		{map[string]string{"WORKER_TASK_CHECK_INTERVAL": "fast"}, "WORKER_TASK_CHECK_INTERVAL"},
+		{map[string]string{"WORKER_FETCHERS": "0"}, "WORKER_FETCHERS"},
+		{map[string]string{"WORKER_CONCURRENCY": "1"}, "WORKER_FETCHERS: must be at most WORKER_CONCURRENCY"},
 		{map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"},
 		{map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},

@@ -201,6 +201,7 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 		}
 		w := worker.New(worker.Config{
 			Concurrency:       cfg.WorkerConcurrency,
+			Fetchers:          cfg.WorkerFetchers,
 			TaskCheckInterval: cfg.TaskCheckInterval,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			OutboxGrace:       cfg.OutboxGrace,
