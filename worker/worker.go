@@ -148,9 +148,9 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 // sharing Concurrency. An asynq server takes tasks off Redis in one loop,
 // one dequeue at a time (a script per queue it probes, about two per task
 // with our weights), and under load that loop bounded a worker process
-// before its handlers did: booking transitions ran at about 2,950/s with
-// one server of 30 or 40 slots, and 3,180–3,530/s with two of 20 (make
-// bench, transitions). The first server polls an idle Redis every
+// before its handlers did: booking transitions ran at 2,870–3,190/s with
+// one server of 30 or 40 slots, and at a median of 3,190/s (2,770–3,530)
+// with two of 20 (make bench, transitions; three did no better). The first server polls an idle Redis every
 // TaskCheckInterval, which sets the pickup latency; the others at most
 // every fetcherCheckInterval, so each adds a tenth of the idle polling
 // while a busy queue is fetched by all of them.
