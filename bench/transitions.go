@@ -209,9 +209,9 @@ func profileTransitions(ctx context.Context, st *stack, m *market, n int, realRa
 }
 
 // noopThroughput measures asynq alone: n tasks that do nothing, waiting in
-// a paused queue, taken by servers asynq servers of concurrency 20 on the
-// platform's queue weights, the first polling every 10 ms and the others
-// every 100 ms, as the worker's fetchers do (WORKER_FETCHERS).
+// a paused queue, taken by the given number of asynq servers of
+// concurrency 20 on the platform's queue weights, the first polling every
+// 10 ms and the others every 100 ms, as the worker's fetchers do.
 func noopThroughput(ctx context.Context, st *stack, n, servers int) (float64, usage, error) {
 	var count atomic.Int64
 	all := make(chan struct{})
@@ -318,7 +318,6 @@ func enqueuePaused(ctx context.Context, st *stack, queue string, n int, task fun
 	return ctx.Err()
 }
 
-// processedTotal is how many tasks the queues have processed, all time.
 // ranTotal reads asynq's count of the task runs (done or failed) of a
 // queue: one GET, which the system under test does not notice.
 func ranTotal(ctx context.Context, rc redis.UniversalClient, queue string) (int64, error) {
@@ -352,12 +351,13 @@ func waitDone(ctx context.Context, rc redis.UniversalClient, queue string, ran0 
 			asked = time.Now()
 		}
 		if time.Since(start) > limit || ctx.Err() != nil {
-			return 0, fmt.Errorf("%d of %d tasks not done after %s", int64(n)-(ran-ran0), n, limit)
+			return 0, fmt.Errorf("the %d tasks were not done after %s (%d runs counted)", n, limit, ran-ran0)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
+// processedTotal is how many tasks the queues have processed, all time.
 func processedTotal(insp *asynq.Inspector) int {
 	qs, err := insp.Queues()
 	if err != nil {

@@ -149,11 +149,12 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 // one dequeue at a time (a script per queue it probes, about two per task
 // with our weights), and under load that loop bounded a worker process
 // before its handlers did: booking transitions ran at 2,870–3,190/s with
-// one server of 30 or 40 slots, and at a median of 3,190/s (2,770–3,530)
-// with two of 20 (make bench, transitions; three did no better). The first server polls an idle Redis every
-// TaskCheckInterval, which sets the pickup latency; the others at most
-// every fetcherCheckInterval, so each adds a tenth of the idle polling
-// while a busy queue is fetched by all of them.
+// one server of 30 or 40 slots, and at a median of 3,185/s (2,770–3,530,
+// 9 runs) with two of 20 (make bench, transitions; three did no better).
+// The first server polls an idle Redis every TaskCheckInterval, which sets
+// the pickup latency; the others at most every fetcherCheckInterval, so
+// each adds a tenth of the idle polling while a busy queue is fetched by
+// all of them.
 func (w *Worker) mainServers(rc redis.UniversalClient, base asynq.Config) []*asynq.Server {
 	n := min(max(w.cfg.Fetchers, 1), max(w.cfg.Concurrency, 1))
 	servers := make([]*asynq.Server, n)
