@@ -67,12 +67,20 @@ func UnsentOutbox(ctx context.Context, q Queryer, before time.Time, limit int) (
 	return out, nil
 }
 
-// MarkOutboxSent records that messages reached Redis.
+// MarkOutboxSent records that messages reached Redis; a row already marked
+// keeps its first time.
+//
+// The rows are found by primary key alone. With "AND sent_at IS NULL" in
+// the WHERE clause, PostgreSQL could answer from the partial index of
+// unsent rows, and did whenever its statistics were taken while few rows
+// were unsent. It then read the whole unsent backlog for each mark: 3.7 ms
+// for 10 rows behind a backlog of 20,000, the backlog a Redis outage
+// leaves, so the relay's drain after the outage slowed as it went.
 func MarkOutboxSent(ctx context.Context, q Queryer, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	query, args, err := In(q, `UPDATE outbox SET sent_at = ? WHERE id IN (?) AND sent_at IS NULL`, Now(), ids)
+	query, args, err := In(q, `UPDATE outbox SET sent_at = COALESCE(sent_at, ?) WHERE id IN (?)`, Now(), ids)
 	if err != nil {
 		return err
 	}
