@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,63 @@ func TestSMTPSendsOverARealConversation(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(raw), "\nbcc:") {
 		t.Fatal("the subject injected a Bcc header")
+	}
+}
+
+// TestSMTPKeepsItsConnections: messages sent one after another go over
+// one connection; concurrent ones over a few, kept for the next. A kept
+// connection the server dropped (a restart) is noticed before anything is
+// sent on it, and the message goes over a new one, once.
+func TestSMTPKeepsItsConnections(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t)
+	m := sender(t, srv.URL())
+	defer m.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := m.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Wait(5, 5*time.Second)
+	if n := srv.Sessions(); n != 1 {
+		t.Fatalf("5 messages in a row took %d connections, want 1", n)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Go(func() { errs <- m.Send(ctx, msg) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Wait(25, 5*time.Second)
+	n := srv.Sessions()
+	if n > 21 {
+		t.Fatalf("%d connections for 25 messages", n)
+	}
+	for i := 0; i < 5; i++ {
+		if err := m.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.Sessions(); got != n {
+		t.Fatalf("5 more messages in a row opened %d more connections, want 0 (kept ones reused)", got-n)
+	}
+
+	srv.Stop()
+	srv.Restart()
+	before := len(srv.Messages())
+	if err := m.Send(ctx, msg); err != nil {
+		t.Fatalf("after a server restart: %v", err)
+	}
+	if got := len(srv.Messages()) - before; got != 1 {
+		t.Fatalf("after a server restart the message arrived %d times, want once", got)
 	}
 }
 

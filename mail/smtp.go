@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -130,12 +131,36 @@ func (s Settings) String() string {
 	return fmt.Sprintf("%s:%d (%s)", s.Host, s.Port, mode)
 }
 
-// SMTP sends messages to an SMTP server, one connection per message.
+// SMTP sends messages to an SMTP server. It keeps the connections it has
+// used open, a few of them and for a while, and sends the next messages
+// over them: one message then costs the server NOOP, MAIL, RCPT, DATA and
+// RSET, not also a TCP (and TLS) handshake, EHLO and QUIT. A kept
+// connection the server has dropped fails the NOOP check before anything
+// is sent, and the message goes over a new one.
 type SMTP struct {
 	settings Settings
 	from     *netmail.Address
 	opts     []gomail.Option
+
+	mu   sync.Mutex
+	idle []*smtpConn // most recently used last
 }
+
+// smtpConn is one connection to the server.
+type smtpConn struct {
+	c    *gomail.Client
+	used time.Time // when its last message went
+	sent int
+}
+
+// Connection keeping: at most smtpMaxIdle kept open, each reused only
+// within smtpIdleFor of its last message (well inside the usual server
+// idle timeouts of one to five minutes) and for smtpMaxPerConn messages.
+const (
+	smtpMaxIdle    = 8
+	smtpIdleFor    = 30 * time.Second
+	smtpMaxPerConn = 100
+)
 
 // NewSMTP returns a sender to the server of s, from the sender address.
 func NewSMTP(s Settings, from string) (*SMTP, error) {
@@ -172,26 +197,100 @@ func NewSMTP(s Settings, from string) (*SMTP, error) {
 func (m *SMTP) String() string { return "SMTP " + m.settings.String() }
 
 // Send delivers one message. Once the server has accepted the message's
-// data it counts as sent, whatever fails after (RSET, QUIT). Errors: a
+// data it counts as sent, whatever fails after (RSET). Errors: a
 // *RejectedError for a permanent refusal; any other error is temporary.
-// Error texts carry no address and no content.
+// Error texts carry no address and no content. ctx bounds connecting; the
+// commands are bounded by the settings' timeout.
 func (m *SMTP) Send(ctx context.Context, msg Message) error {
 	gm, err := compose(m.from, msg)
 	if err != nil {
 		return err
 	}
+	for {
+		conn, kept, err := m.conn(ctx)
+		if err != nil {
+			return classify(err)
+		}
+		err = conn.c.Send(gm)
+		if gm.IsDelivered() {
+			if err == nil {
+				m.keep(conn)
+			} else {
+				_ = conn.c.Close()
+			}
+			return nil
+		}
+		// Whatever went wrong, the connection's state is unknown: drop it.
+		_ = conn.c.Close()
+		var se *gomail.SendError
+		if kept && errors.As(err, &se) && se.Reason == gomail.ErrConnCheck {
+			continue // dropped while kept; nothing was sent on it
+		}
+		if err == nil {
+			return errors.New("smtp: the server did not confirm the message")
+		}
+		return classify(err)
+	}
+}
+
+// conn returns a kept connection (kept true) or dials a new one.
+func (m *SMTP) conn(ctx context.Context) (conn *smtpConn, kept bool, err error) {
+	var stale []*smtpConn
+	m.mu.Lock()
+	for len(m.idle) > 0 && conn == nil {
+		c := m.idle[len(m.idle)-1]
+		m.idle = m.idle[:len(m.idle)-1]
+		if time.Since(c.used) < smtpIdleFor {
+			conn = c
+		} else {
+			stale = append(stale, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range stale {
+		_ = c.c.Close()
+	}
+	if conn != nil {
+		return conn, true, nil
+	}
 	c, err := gomail.NewClient(m.settings.Host, m.opts...)
 	if err != nil {
-		return fmt.Errorf("smtp client: %w", err)
+		return nil, false, fmt.Errorf("smtp client: %w", err)
 	}
-	err = c.DialAndSendWithContext(ctx, gm)
-	if gm.IsDelivered() {
-		return nil
+	if err := c.DialWithContext(ctx); err != nil {
+		return nil, false, fmt.Errorf("dial failed: %w", err)
 	}
-	if err == nil {
-		return errors.New("smtp: the server did not confirm the message")
+	return &smtpConn{c: c}, false, nil
+}
+
+// keep puts a connection that just sent a message back for the next one,
+// or closes it when enough are kept or it has sent its share.
+func (m *SMTP) keep(c *smtpConn) {
+	c.used = time.Now()
+	c.sent++
+	if c.sent < smtpMaxPerConn {
+		m.mu.Lock()
+		if len(m.idle) < smtpMaxIdle {
+			m.idle = append(m.idle, c)
+			c = nil
+		}
+		m.mu.Unlock()
 	}
-	return classify(err)
+	if c != nil {
+		_ = c.c.Close()
+	}
+}
+
+// Close closes the kept connections.
+func (m *SMTP) Close() error {
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = nil
+	m.mu.Unlock()
+	for _, c := range idle {
+		_ = c.c.Close()
+	}
+	return nil
 }
 
 // classify turns a go-mail error into a *RejectedError (5xx to the

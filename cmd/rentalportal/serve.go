@@ -218,7 +218,13 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			},
 		}, worker.Deps{Log: log, DB: p.db, Relay: p.relay, Stripe: stripeAPI, Blobs: p.blobs, Observer: reg,
 			Mailer: mailer, Notify: renderer})
-		g.Go(func() error { return w.Run(gctx, p.redis) })
+		g.Go(func() error {
+			err := w.Run(gctx, p.redis)
+			if c, ok := mailer.(io.Closer); ok {
+				_ = c.Close() // the SMTP connections it keeps
+			}
+			return err
+		})
 		g.Go(func() error { p.relay.Poll(gctx, cfg.OutboxPollInterval, cfg.OutboxPollInterval); return nil })
 	}
 	if runScheduler {

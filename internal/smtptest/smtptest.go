@@ -51,6 +51,7 @@ type Server struct {
 	user     string
 	pass     string
 	dataSeen chan struct{}
+	sessions int // connections accepted
 }
 
 // Start starts a server on a random loopback port; it stops with the test.
@@ -151,6 +152,13 @@ func (s *Server) OnData(hook func(n int) error) {
 // DataSeen receives once per DATA command the server starts reading.
 func (s *Server) DataSeen() <-chan struct{} { return s.dataSeen }
 
+// Sessions returns how many connections the server has accepted.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
 // Messages returns the messages accepted so far.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
@@ -189,6 +197,9 @@ func (s *Server) Wait(n int, within time.Duration) []Message {
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.sessions++
+	b.s.mu.Unlock()
 	return &session{s: b.s, conn: c}, nil
 }
 
