@@ -39,6 +39,7 @@ type stack struct {
 	insp     *asynq.Inspector
 	dataDir  string
 	procs    []*proc
+	mail     *smtpSink // the workers' SMTP server, once one started
 }
 
 // newStack makes a fresh schema and flushes Redis database redisDB (kept
@@ -83,6 +84,9 @@ func (s *stack) close() {
 	for _, p := range s.procs {
 		p.stop()
 	}
+	if s.mail != nil {
+		s.mail.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.rc != nil {
@@ -118,10 +122,23 @@ func (s *stack) startAPI(ctx context.Context, extra map[string]string) (*proc, s
 	return s.startRole(ctx, "api", "HTTP_ADDR", extra)
 }
 
-// startWorker starts `rentalportal worker` and waits for its readiness;
-// it returns the process and the base URL of its probes and /metrics.
+// startWorker starts `rentalportal worker`, sending its emails to the
+// stack's SMTP sink as production sends them to its mail server, and waits
+// for its readiness; it returns the process and the base URL of its probes
+// and /metrics.
 func (s *stack) startWorker(ctx context.Context, extra map[string]string) (*proc, string, error) {
-	return s.startRole(ctx, "worker", "METRICS_ADDR", extra)
+	if s.mail == nil {
+		m, err := startSMTPSink()
+		if err != nil {
+			return nil, "", err
+		}
+		s.mail = m
+	}
+	e := map[string]string{"SMTP_URL": s.mail.url()}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return s.startRole(ctx, "worker", "METRICS_ADDR", e)
 }
 
 // startRole starts one role listening on a free address (in the variable

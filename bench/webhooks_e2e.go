@@ -38,6 +38,7 @@ func (e *endToEnd) run(ctx context.Context, label string, rate float64, n int, w
 	mt := newMeter(ctx, e.st.db, e.st.rc).watch("worker", worker)
 	s := mt.sample(ctx)
 	m0, _ := scrape(ctx, e.metrics)
+	mails0 := e.st.mail.messages.Load()
 	sent := make([]time.Time, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -83,6 +84,7 @@ func (e *endToEnd) run(ctx context.Context, label string, rate float64, n int, w
 	}
 	use := mt.since(ctx, s)
 	m1, _ := scrape(ctx, e.metrics)
+	mails := e.st.mail.messages.Load() - mails0
 	if len(rows) < n {
 		return nil, fmt.Errorf("%s: %d of %d bookings confirmed within 30 s", label, len(rows), n)
 	}
@@ -113,6 +115,7 @@ func (e *endToEnd) run(ctx context.Context, label string, rate float64, n int, w
 		{Metric: "  worker: attempts failed (of which retried), all types", Value: fmt.Sprintf("%.0f (%.0f) of %.0f",
 			counterDelta(m0, m1, "rentalportal_tasks_failed_total"), counterDelta(m0, m1, "rentalportal_tasks_retried_total"),
 			counterDelta(m0, m1, "rentalportal_tasks_processed_total"))},
+		{Metric: "  emails the worker sent meanwhile (SMTP; two per confirmation)", Value: fmt.Sprint(mails)},
 		{Metric: "  CPU cores busy", Value: use.cores()},
 	}, nil
 }
