@@ -216,12 +216,12 @@ func (m *SMTP) Send(ctx context.Context, msg Message) error {
 			if err == nil {
 				m.keep(conn)
 			} else {
-				_ = conn.c.Close()
+				go conn.close()
 			}
 			return nil
 		}
 		// Whatever went wrong, the connection's state is unknown: drop it.
-		_ = conn.c.Close()
+		go conn.close()
 		var se *gomail.SendError
 		if kept && errors.As(err, &se) && se.Reason == gomail.ErrConnCheck {
 			continue // dropped while kept; nothing was sent on it
@@ -248,7 +248,7 @@ func (m *SMTP) conn(ctx context.Context) (conn *smtpConn, kept bool, err error) 
 	}
 	m.mu.Unlock()
 	for _, c := range stale {
-		_ = c.c.Close()
+		go c.close()
 	}
 	if conn != nil {
 		return conn, true, nil
@@ -277,9 +277,14 @@ func (m *SMTP) keep(c *smtpConn) {
 		m.mu.Unlock()
 	}
 	if c != nil {
-		_ = c.c.Close()
+		go c.close()
 	}
 }
+
+// close says QUIT and closes. The dropped connections close in the
+// background: on one the server no longer answers, QUIT waits for the
+// command timeout, and the message being sent must not.
+func (c *smtpConn) close() { _ = c.c.Close() }
 
 // Close closes the kept connections.
 func (m *SMTP) Close() error {
@@ -288,7 +293,7 @@ func (m *SMTP) Close() error {
 	m.idle = nil
 	m.mu.Unlock()
 	for _, c := range idle {
-		_ = c.c.Close()
+		c.close()
 	}
 	return nil
 }
