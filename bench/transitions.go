@@ -82,7 +82,7 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 		return nil, err
 	}
 	mt := newMeter(ctx, st.db, st.rc).watch("worker", w)
-	done0 := processedTotal(insp)
+	done0 := processedTotal(ctx, st)
 	s := mt.sample(ctx)
 	m0, _ := scrape(ctx, wBase+"/metrics")
 	act := watchActivity(ctx, st.db)
@@ -105,7 +105,7 @@ func benchTransitions(ctx context.Context, env Env) ([]Row, error) {
 	backends := act.finish()
 	use := mt.since(ctx, s)
 	m1, _ := scrape(ctx, wBase+"/metrics")
-	all := processedTotal(insp) - done0
+	all := processedTotal(ctx, st) - done0
 	backlog := 0
 	if info, err := insp.GetQueueInfo(tasks.QueueDefault); err == nil {
 		backlog = info.Pending
@@ -357,16 +357,17 @@ func waitDone(ctx context.Context, rc redis.UniversalClient, queue string, ran0 
 	}
 }
 
-// processedTotal is how many tasks the queues have processed, all time.
-func processedTotal(insp *asynq.Inspector) int {
-	qs, err := insp.Queues()
+// processedTotal is how many tasks the queues have processed, all time:
+// the sum of their ranTotal.
+func processedTotal(ctx context.Context, st *stack) int {
+	qs, err := st.insp.Queues()
 	if err != nil {
 		return 0
 	}
 	total := 0
 	for _, q := range qs {
-		if info, err := insp.GetQueueInfo(q); err == nil {
-			total += info.ProcessedTotal
+		if n, err := ranTotal(ctx, st.rc, q); err == nil {
+			total += int(n)
 		}
 	}
 	return total
