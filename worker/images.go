@@ -291,12 +291,14 @@ func (w *Worker) imageServer(rc redis.UniversalClient, base asynq.Config) *asynq
 	// A thumbnail takes a few hundred milliseconds: picking it up 50 ms
 	// later on average is not worth polling Redis a hundred times a second
 	// beside the main server.
-	base.TaskCheckInterval = max(base.TaskCheckInterval, imageTaskCheckInterval)
+	base.TaskCheckInterval = max(base.TaskCheckInterval, relaxedCheckInterval)
 	return asynq.NewServerFromRedisClient(rc, base)
 }
 
-// imageTaskCheckInterval is the image server's idle polling interval (at least).
-const imageTaskCheckInterval = 100 * time.Millisecond
+// relaxedCheckInterval is the idle polling interval (at least) of the
+// servers whose pickup latency nobody waits on: the image server, and the
+// main queues' second and further fetchers (mainServers).
+const relaxedCheckInterval = 100 * time.Millisecond
 
 // mainQueues are the queues of the main server: all but images.
 func mainQueues() map[string]int {

@@ -152,7 +152,7 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 // one server of 30 or 40 slots, and at a median of 3,185/s (2,770–3,530,
 // 9 runs) with two of 20 (make bench, transitions; three did no better).
 // The first server polls an idle Redis every TaskCheckInterval, which sets
-// the pickup latency; the others at most every fetcherCheckInterval, so
+// the pickup latency; the others at most every relaxedCheckInterval, so
 // each adds a tenth of the idle polling while a busy queue is fetched by
 // all of them.
 func (w *Worker) mainServers(rc redis.UniversalClient, base asynq.Config) []*asynq.Server {
@@ -165,16 +165,12 @@ func (w *Worker) mainServers(rc redis.UniversalClient, base asynq.Config) []*asy
 			cfg.Concurrency++
 		}
 		if i > 0 {
-			cfg.TaskCheckInterval = max(base.TaskCheckInterval, fetcherCheckInterval)
+			cfg.TaskCheckInterval = max(base.TaskCheckInterval, relaxedCheckInterval)
 		}
 		servers[i] = asynq.NewServerFromRedisClient(rc, cfg)
 	}
 	return servers
 }
-
-// fetcherCheckInterval is the idle polling interval (at least) of the main
-// queues' second and further servers.
-const fetcherCheckInterval = 100 * time.Millisecond
 
 // taskFailed runs after a failed attempt; it logs an error line when the
 // task is archived (out of retries, or a permanent failure) so an alert can
