@@ -24,8 +24,37 @@ func TestConfigDefaults(t *testing.T) {
 	if !cfg.embeddedDB() || !cfg.embeddedRedis() || !cfg.localBlobs() {
 		t.Error("with nothing configured every dependency must be embedded")
 	}
-	if cfg.TaskCheckInterval != 10*time.Millisecond {
-		t.Errorf("task check interval %v", cfg.TaskCheckInterval)
+	if cfg.TaskCheckInterval != 100*time.Millisecond {
+		t.Errorf("task check interval on the embedded Redis %v, want 100ms", cfg.TaskCheckInterval)
+	}
+}
+
+// TestTaskCheckIntervalDefault: an idle worker polls Redis every 10 ms
+// unless told otherwise, the embedded Redis every 100 ms; a value set is
+// kept on both.
+func TestTaskCheckIntervalDefault(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}, 10 * time.Millisecond},
+		{map[string]string{}, 100 * time.Millisecond},
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "WORKER_TASK_CHECK_INTERVAL": "250ms"}, 250 * time.Millisecond},
+		{map[string]string{"WORKER_TASK_CHECK_INTERVAL": "5ms"}, 5 * time.Millisecond},
+	}
+	for _, c := range cases {
+		cfg, err := loadConfig(envOf(c.env))
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		if cfg.TaskCheckInterval != c.want {
+			t.Errorf("%v: task check interval %v, want %v", c.env, cfg.TaskCheckInterval, c.want)
+		}
+	}
+	if _, err := loadConfig(envOf(map[string]string{"WORKER_TASK_CHECK_INTERVAL": "0s"})); err == nil ||
+		!strings.Contains(err.Error(), "WORKER_TASK_CHECK_INTERVAL") {
+		t.Errorf("0s: %v, want an error naming WORKER_TASK_CHECK_INTERVAL", err)
 	}
 }
 
