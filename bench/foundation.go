@@ -139,10 +139,15 @@ func benchIdleRSS(ctx context.Context, env Env) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, Row{Metric: "idle RSS: " + role, Value: installed.String(),
+		row := Row{Metric: "idle RSS: " + role, Value: installed.String(),
 			Baseline: "bare net/http " + mib(baseRSS),
-			Ratio:    ratio(float64(installed.total), float64(baseRSS)), Target: "< 40 MB (38.1 MiB)", Verdict: verdict(installed.total < 40_000_000)},
-			Row{Metric: "  started from the freshly linked binary", Value: linked.String()})
+			Ratio:    ratio(float64(installed.total), float64(baseRSS)), Target: "< 40 MB (38.1 MiB)", Verdict: verdict(installed.total < 40_000_000)}
+		if role == "all" {
+			// The target is per role; `all` is the four of them in one
+			// development process, with the embedded Redis and SQLite.
+			row.Target, row.Verdict = "- (4 roles + embedded Redis, SQLite)", ""
+		}
+		rows = append(rows, row, Row{Metric: "  started from the freshly linked binary", Value: linked.String()})
 	}
 	return rows, nil
 }
