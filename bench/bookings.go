@@ -27,7 +27,12 @@ import (
 // PostgreSQL, in its own process, under the same closed-loop load
 // generator. Each request books its own listing and night; every 20th
 // repeats an earlier one's and must get 409 booking_overlap (5 % of the
-// load once the first L requests have booked each listing once).
+// load once the first L requests have booked each listing once). Two
+// loads: a closed loop at the knee of a concurrency sweep (the most the
+// API answers: the req/s figure), and an open loop of Poisson arrivals at
+// the issue's 1,500/s (the p99 figure: the tail at the rate the target
+// names, where a closed loop at saturation would mostly measure its own
+// clients queueing).
 func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 	st, err := newStack(ctx, env, "bench_bookings", 11)
 	if err != nil {
@@ -59,6 +64,7 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 	}
 	bareBase := "http://" + bareAddr
 
+	const offered = 1500.0 // req/s: the issue's target rate
 	sweepDur, dur, rounds := 1500*time.Millisecond, 8*time.Second, 2
 	candidates := []int{8, 16, 32, 64}
 	if env.Quick {
@@ -97,10 +103,19 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 		bareRes.add(closedLoad(ctx, clients, dur, 0, bareSend(bareT)))
 		bareUse.add(mb.since(ctx, s))
 	}
+	m1, _ := scrape(ctx, apiBase+"/metrics")
+	// The latency at the target rate: the closed loop above saturates
+	// (its clients queue for the slowest resource, and its p99 is mostly
+	// that queue); a service is judged on its tail at the load it is sized
+	// for, with requests arriving as independent clients send them.
+	var apiOpen, bareOpen loadStats
+	for i := 0; i < rounds && ctx.Err() == nil; i++ {
+		apiOpen.add(openLoad(ctx, offered, dur, gen.send(apiT)))
+		bareOpen.add(openLoad(ctx, offered, dur, bareSend(bareT)))
+	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	m1, _ := scrape(ctx, apiBase+"/metrics")
 	// What the limiter's Redis round trip costs this route: the same load
 	// on an API with RATE_LIMIT_ENABLED=false.
 	st.stopProc(apiProc)
@@ -120,6 +135,7 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 	rps, bareRPS := apiRes.rate(), bareRes.rate()
 	p99, bareP99 := percentile(apiRes.lat, 0.99), percentile(bareRes.lat, 0.99)
 	p50, bareP50 := percentile(apiRes.lat, 0.5), percentile(bareRes.lat, 0.5)
+	openP99, bareOpenP99 := percentile(apiOpen.lat, 0.99), percentile(bareOpen.lat, 0.99)
 	note := fmt.Sprintf("%d clients, %s × %d", clients, dur, rounds)
 	conflicts := apiRes.status[http.StatusConflict]
 	rows := []Row{
@@ -127,10 +143,16 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 		{Metric: "POST /bookings req/s (" + note + ")", Value: fmt.Sprintf("%.0f/s", rps),
 			Baseline: fmt.Sprintf("bare Gin + 1 INSERT %.0f/s", bareRPS), Ratio: ratio(rps, bareRPS),
 			Target: "≥ 1500/s", Verdict: verdict(rps >= 1500)},
-		{Metric: "POST /bookings p99", Value: msPrecise(p99), Baseline: "bare " + msPrecise(bareP99),
-			Ratio: ratio(float64(p99), float64(bareP99)), Target: "< 30 ms", Verdict: verdict(p99 < 30*time.Millisecond)},
-		{Metric: "POST /bookings p50", Value: msPrecise(p50), Baseline: "bare " + msPrecise(bareP50),
-			Ratio: ratio(float64(p50), float64(bareP50))},
+		{Metric: "  p99, p50 at that saturating load", Value: msPrecise(p99) + ", " + msPrecise(p50),
+			Baseline: "bare " + msPrecise(bareP99) + ", " + msPrecise(bareP50), Ratio: ratio(float64(p99), float64(bareP99))},
+		{Metric: fmt.Sprintf("POST /bookings p99 at %.0f/s offered (open loop, Poisson arrivals, %s × %d)", offered, dur, rounds),
+			Value: msPrecise(openP99) + fmt.Sprintf(" (answered %.0f/s)", apiOpen.rate()), Baseline: "bare " + msPrecise(bareOpenP99),
+			Ratio: ratio(float64(openP99), float64(bareOpenP99)), Target: "< 30 ms", Verdict: verdict(openP99 < 30*time.Millisecond)},
+		{Metric: "  p50, p99.9", Value: msPrecise(percentile(apiOpen.lat, 0.5)) + ", " + msPrecise(percentile(apiOpen.lat, 0.999)),
+			Baseline: "bare " + msPrecise(percentile(bareOpen.lat, 0.5)) + ", " + msPrecise(percentile(bareOpen.lat, 0.999))},
+		{Metric: "  most requests in flight; load generator's dispatch lag p99 (counted in the latency)",
+			Value:    fmt.Sprintf("%d; %s", apiOpen.mostInFlight, msPrecise(percentile(apiOpen.lag, 0.99))),
+			Baseline: fmt.Sprintf("bare %d; %s", bareOpen.mostInFlight, msPrecise(percentile(bareOpen.lag, 0.99)))},
 		{Metric: "  server-side time (API's histogram)", Value: histogramShares(m0, m1,
 			"rentalportal_http_request_duration_seconds", `route="/api/v1/bookings"`, `method="POST"`)},
 		{Metric: "answers (every 20th request overlaps an earlier booking)", Value: apiRes.answers() +
@@ -152,6 +174,8 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 		rows = append(rows, r)
 	}
 	// Everything answered 201 must be in the table, and nothing else.
+	apiRes.add(apiOpen)
+	bareRes.add(bareOpen)
 	if bad := apiRes.unexpected(http.StatusCreated, http.StatusConflict) + bareRes.unexpected(http.StatusCreated); bad > 0 {
 		return rows, fmt.Errorf("%d unexpected answers (API: %s; bare: %s)", bad, apiRes.answers(), bareRes.answers())
 	}
