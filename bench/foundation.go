@@ -163,7 +163,11 @@ func (r residentSet) String() string {
 // idleRSS starts bin as role, waits for it to be ready, leaves it idle for
 // idle and reads its resident set.
 func idleRSS(ctx context.Context, env Env, bin, role, dbURL string, idle time.Duration) (residentSet, error) {
-	e := map[string]string{"DATA_DIR": filepath.Join(env.Tmp, "rss-"+role), "HTTP_ADDR": freeAddr(),
+	dataDir, err := os.MkdirTemp(env.Tmp, "rss-"+role+"-")
+	if err != nil {
+		return residentSet{}, err
+	}
+	e := map[string]string{"DATA_DIR": dataDir, "HTTP_ADDR": freeAddr(),
 		"DASHBOARD_ADDR": freeAddr(), "METRICS_ADDR": freeAddr()}
 	probe := "http://" + e["METRICS_ADDR"] + "/health/readiness"
 	switch role {
