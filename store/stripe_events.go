@@ -158,6 +158,55 @@ func UnprocessedStripeEvents(ctx context.Context, q Queryer, before time.Time, l
 	return ids, err
 }
 
+// purgeableOutcomes are the outcomes of events that nothing needs once they
+// are old. Unprocessed events are never purged, nor the parked and
+// unknown ones (unknown_booking, unknown_object): an operator or
+// reconciliation may still need them.
+var purgeableOutcomes = []string{OutcomeApplied, OutcomeIgnored, OutcomeStale, OutcomeDuplicateEffect,
+	OutcomeUnsupportedAPIVersion, OutcomeRefundRequested}
+
+// purgeChunk bounds the IDs of one DELETE.
+const purgeChunk = 500
+
+// PurgeStripeEvents deletes up to limit events processed before `before`
+// and returns how many it deleted. An applied event is kept while it is
+// the newest applied event of its type for its object: the staleness of
+// later events of objects without a last_event_at column of their own
+// (Connect accounts, subscriptions) is read from it (NewestAppliedEventAt),
+// so a late or redelivered older event stays stale after the purge. A
+// purged event that Stripe delivers again is stored and processed again,
+// and the state machine sees its effect already there (Stripe stops
+// retrying after 3 days; the retention is at least 7).
+func PurgeStripeEvents(ctx context.Context, q Queryer, before time.Time, limit int) (int64, error) {
+	query, args, err := In(q, `SELECT e.id FROM stripe_events e
+		WHERE e.processed_at < ? AND e.outcome IN (?)
+		AND NOT (e.outcome = ? AND NOT EXISTS (SELECT 1 FROM stripe_events n
+			WHERE n.object_id = e.object_id AND n.type = e.type AND n.outcome = ? AND n.event_created > e.event_created))
+		LIMIT ?`, before.UTC(), purgeableOutcomes, OutcomeApplied, OutcomeApplied, limit)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	if err := Select(ctx, q, &ids, query, args...); err != nil {
+		return 0, fmt.Errorf("old stripe events: %w", err)
+	}
+	var n int64
+	for len(ids) > 0 {
+		chunk := ids[:min(purgeChunk, len(ids))]
+		ids = ids[len(chunk):]
+		query, args, err := In(q, `DELETE FROM stripe_events WHERE id IN (?)`, chunk)
+		if err != nil {
+			return n, err
+		}
+		d, err := Exec(ctx, q, query, args...)
+		n += d
+		if err != nil {
+			return n, fmt.Errorf("purge stripe events: %w", err)
+		}
+	}
+	return n, nil
+}
+
 func forUpdate(engine Engine) string {
 	if engine == Postgres {
 		return ` FOR UPDATE`

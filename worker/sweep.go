@@ -38,13 +38,27 @@ func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 // outboxRetention is how long relayed outbox rows are kept for inspection.
 const outboxRetention = 7 * 24 * time.Hour
 
-// cleanup purges old relayed outbox rows.
+// stripeEventPurgeLimit bounds the Stripe events one cleanup purges (it
+// runs hourly: a backlog goes in steps).
+const stripeEventPurgeLimit = 50_000
+
+// cleanup purges old relayed outbox rows and old processed Stripe events,
+// and deletes abandoned uploads.
 func (w *Worker) cleanup(ctx context.Context, _ *asynq.Task) error {
 	n, err := store.DeleteSentOutbox(ctx, w.deps.DB, time.Now().Add(-outboxRetention))
 	if err != nil {
 		return fmt.Errorf("purge outbox: %w", err)
 	}
 	w.log.InfoContext(ctx, "cleanup purged relayed outbox rows", "rows", n)
+	if keep := w.cfg.StripeEventRetention; keep > 0 {
+		n, err := store.PurgeStripeEvents(ctx, w.deps.DB, time.Now().Add(-keep), stripeEventPurgeLimit)
+		if err != nil {
+			return fmt.Errorf("purge stripe events: %w", err)
+		}
+		if n > 0 {
+			w.log.InfoContext(ctx, "cleanup purged processed stripe events", "events", n, "older_than", keep.String())
+		}
+	}
 	if _, err := w.cleanupPendingUploads(ctx); err != nil {
 		return fmt.Errorf("clean up abandoned uploads: %w", err)
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	// OutboxGrace is how old an unsent outbox row must be before the sweeper
 	// relays it (younger ones are still being relayed by their writer).
 	OutboxGrace time.Duration
+	// StripeEventRetention is how long processed Stripe events are kept
+	// (0: for ever); maintenance:cleanup purges older ones.
+	StripeEventRetention time.Duration
 	// Images tunes the thumbnail worker and its queue.
 	Images ImageConfig
 	// OperatorEmails receive the operator-facing events (notify.go).

@@ -134,6 +134,10 @@ type Config struct {
 	// Relay settings: how long an unsent outbox row waits before the sweeper
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
+	// StripeEventRetention: processed Stripe events older than this are
+	// purged by maintenance:cleanup (0 keeps them); Stripe retries a
+	// delivery for up to 3 days, so at least 7.
+	StripeEventRetention time.Duration `env:"STRIPE_EVENT_RETENTION" envDefault:"2160h"`
 	// OutboxPollInterval is how often each worker process relays outbox
 	// rows that are older than one interval and still unsent.
 	OutboxPollInterval time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s" validate:"min=100ms,max=1m"`
@@ -312,6 +316,9 @@ func validateConfig(cfg *Config) error {
 		if cfg.StripeSecretKey != "" && len(cfg.StripeWebhookSecret) == 0 {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
 		}
+	}
+	if r := cfg.StripeEventRetention; r != 0 && r < 7*24*time.Hour {
+		msgs = append(msgs, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 168h (Stripe retries a delivery for up to 3 days)")
 	}
 	if cfg.LoginAccountThrottle.Off() {
 		msgs = append(msgs, "LOGIN_ACCOUNT_THROTTLE: must be a rate such as 1/10s (accounts are slowed, never blocked)")

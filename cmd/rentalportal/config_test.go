@@ -27,6 +27,12 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.TaskCheckInterval != 100*time.Millisecond {
 		t.Errorf("task check interval on the embedded Redis %v, want 100ms", cfg.TaskCheckInterval)
 	}
+	if cfg.StripeEventRetention != 90*24*time.Hour {
+		t.Errorf("stripe event retention %v, want 90 days", cfg.StripeEventRetention)
+	}
+	if cfg, err := loadConfig(envOf(map[string]string{"STRIPE_EVENT_RETENTION": "0"})); err != nil || cfg.StripeEventRetention != 0 {
+		t.Errorf("STRIPE_EVENT_RETENTION=0 (keep for ever): %v", err)
+	}
 }
 
 // TestTaskCheckIntervalDefault: an idle worker polls Redis every 10 ms
@@ -71,6 +77,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_MAX_OPEN_CONNS": "0"}, "DB_MAX_OPEN_CONNS"},
 		{map[string]string{"WORKER_TASK_CHECK_INTERVAL": "fast"}, "WORKER_TASK_CHECK_INTERVAL"},
 		{map[string]string{"WORKER_FETCHERS": "0"}, "WORKER_FETCHERS"},
+		{map[string]string{"STRIPE_EVENT_RETENTION": "72h"}, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 168h"},
+		{map[string]string{"STRIPE_EVENT_RETENTION": "-1h"}, "STRIPE_EVENT_RETENTION"},
 		{map[string]string{"WORKER_CONCURRENCY": "1"}, "WORKER_FETCHERS: must be at most WORKER_CONCURRENCY"},
 		{map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"},
 		{map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},

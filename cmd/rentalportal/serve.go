@@ -200,14 +200,15 @@ func serve(ctx context.Context, role string, getenv func(string) string, stdout,
 			return err
 		}
 		w := worker.New(worker.Config{
-			Concurrency:       cfg.WorkerConcurrency,
-			Fetchers:          cfg.WorkerFetchers,
-			TaskCheckInterval: cfg.TaskCheckInterval,
-			ShutdownTimeout:   cfg.ShutdownTimeout,
-			OutboxGrace:       cfg.OutboxGrace,
-			OperatorEmails:    cfg.OperatorEmails,
-			NotifyRetryBase:   cfg.NotifyRetryBase,
-			NotifyRetryMax:    cfg.NotifyRetryMax,
+			Concurrency:          cfg.WorkerConcurrency,
+			Fetchers:             cfg.WorkerFetchers,
+			TaskCheckInterval:    cfg.TaskCheckInterval,
+			ShutdownTimeout:      cfg.ShutdownTimeout,
+			OutboxGrace:          cfg.OutboxGrace,
+			StripeEventRetention: cfg.StripeEventRetention,
+			OperatorEmails:       cfg.OperatorEmails,
+			NotifyRetryBase:      cfg.NotifyRetryBase,
+			NotifyRetryMax:       cfg.NotifyRetryMax,
 			Images: worker.ImageConfig{
 				MaxPixels:    cfg.ImageMaxPixels,
 				Quality:      cfg.ImageJPEGQuality,
