@@ -174,9 +174,11 @@ const purgeChunk = 500
 // later events of objects without a last_event_at column of their own
 // (Connect accounts, subscriptions) is read from it (NewestAppliedEventAt),
 // so a late or redelivered older event stays stale after the purge. A
-// purged event that Stripe delivers again is stored and processed again,
-// and the state machine sees its effect already there (Stripe stops
-// retrying after 3 days; the retention is at least 7).
+// purged event that comes again would be stored and processed again, and
+// the state machine would see its effect already there; it does not come
+// again, as the retention is at least the 30 days Stripe keeps its events
+// (it stops retrying a delivery after 3 days, and reconciliation lists
+// undelivered events of the last day by default).
 func PurgeStripeEvents(ctx context.Context, q Queryer, before time.Time, limit int) (int64, error) {
 	query, args, err := In(q, `SELECT e.id FROM stripe_events e
 		WHERE e.processed_at < ? AND e.outcome IN (?)

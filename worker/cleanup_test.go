@@ -40,8 +40,8 @@ func TestCleanupPurgesOldStripeEventsButKeepsStaleness(t *testing.T) {
 		}
 		cus := "cus_" + h.owner + "_new"
 		h.send("customer.created", t0+30, map[string]any{"id": cus, "object": "customer"})
-		// All but the last one processed 8 days ago.
-		mustExec(t, db, `UPDATE stripe_events SET processed_at = ? WHERE object_id = ?`, store.Now().Add(-8*24*time.Hour), acct)
+		// The account's events processed 31 days ago.
+		mustExec(t, db, `UPDATE stripe_events SET processed_at = ? WHERE object_id = ?`, store.Now().Add(-31*24*time.Hour), acct)
 
 		h.w.cfg.StripeEventRetention = 0
 		if err := h.w.cleanup(ctx, nil); err != nil {
@@ -51,7 +51,7 @@ func TestCleanupPurgesOldStripeEventsButKeepsStaleness(t *testing.T) {
 			t.Fatalf("retention 0: %d of the account's 3 events left", n)
 		}
 
-		h.w.cfg.StripeEventRetention = 7 * 24 * time.Hour
+		h.w.cfg.StripeEventRetention = 30 * 24 * time.Hour
 		if err := h.w.cleanup(ctx, nil); err != nil {
 			t.Fatal(err)
 		}

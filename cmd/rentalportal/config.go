@@ -135,8 +135,8 @@ type Config struct {
 	// relays it (the API relays right after commit, so this only catches crashes).
 	OutboxGrace time.Duration `env:"OUTBOX_SWEEP_GRACE" envDefault:"30s" validate:"min=1s"`
 	// StripeEventRetention: processed Stripe events older than this are
-	// purged by maintenance:cleanup (0 keeps them); Stripe retries a
-	// delivery for up to 3 days, so at least 7.
+	// purged by maintenance:cleanup (0 keeps them); at least the 30 days
+	// Stripe keeps its own events (which reconciliation can list again).
 	StripeEventRetention time.Duration `env:"STRIPE_EVENT_RETENTION" envDefault:"2160h"`
 	// OutboxPollInterval is how often each worker process relays outbox
 	// rows that are older than one interval and still unsent.
@@ -317,8 +317,8 @@ func validateConfig(cfg *Config) error {
 			msgs = append(msgs, "STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set in production")
 		}
 	}
-	if r := cfg.StripeEventRetention; r != 0 && r < 7*24*time.Hour {
-		msgs = append(msgs, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 168h (Stripe retries a delivery for up to 3 days)")
+	if r := cfg.StripeEventRetention; r != 0 && r < 30*24*time.Hour {
+		msgs = append(msgs, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 720h (Stripe keeps its events for 30 days, and reconciliation may list them again)")
 	}
 	if cfg.LoginAccountThrottle.Off() {
 		msgs = append(msgs, "LOGIN_ACCOUNT_THROTTLE: must be a rate such as 1/10s (accounts are slowed, never blocked)")

@@ -77,7 +77,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_MAX_OPEN_CONNS": "0"}, "DB_MAX_OPEN_CONNS"},
 		{map[string]string{"WORKER_TASK_CHECK_INTERVAL": "fast"}, "WORKER_TASK_CHECK_INTERVAL"},
 		{map[string]string{"WORKER_FETCHERS": "0"}, "WORKER_FETCHERS"},
-		{map[string]string{"STRIPE_EVENT_RETENTION": "72h"}, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 168h"},
+		{map[string]string{"STRIPE_EVENT_RETENTION": "168h"}, "STRIPE_EVENT_RETENTION: must be 0 (keep for ever) or at least 720h"},
 		{map[string]string{"STRIPE_EVENT_RETENTION": "-1h"}, "STRIPE_EVENT_RETENTION"},
 		{map[string]string{"WORKER_CONCURRENCY": "1"}, "WORKER_FETCHERS: must be at most WORKER_CONCURRENCY"},
 		{map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"},
