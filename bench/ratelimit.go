@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,8 +32,8 @@ import (
 // different subjects: one script run each), and all clients with one user
 // (concurrent requests of one subject, which the limiter counts in one
 // script run per round trip: the heavy hitter a limiter is for). The arms
-// alternate in short rounds (off, on, on, off, ...) so drift of the shared
-// machine hits all, and the verdict is on the median of the rounds'
+// alternate in short rounds (off, users, one; one, users, off; ...) so
+// drift of the shared machine hits all, and the verdict is on the median of the rounds'
 // ratios; CPU is read per arm from the API process (/proc), from Redis
 // (INFO) and from this process (the load generator).
 func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
@@ -73,7 +74,7 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 	// Short rounds, many of them: a burst of other work on the machine
 	// then spoils a round or two, and the median of the rounds' ratios
 	// shrugs it off.
-	clients, dur, rounds := 16, 2500*time.Millisecond, 6
+	clients, dur, rounds := 16, 2500*time.Millisecond, 8
 	if env.Quick {
 		dur, rounds = 2*time.Second, 1
 	}
@@ -96,7 +97,14 @@ func benchRateLimit(ctx context.Context, env Env) ([]Row, error) {
 		}
 	}
 	for i := 0; i < rounds; i++ {
-		for _, a := range arms {
+		// Odd rounds go backwards (off, users, one; one, users, off; ...):
+		// an arm's place in the round (after a pause, after the other API
+		// process ran) is no bias of its own.
+		order := slices.Clone(arms)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, a := range order {
 			c0, rcpu0, _ := redisStats(ctx, rdb)
 			cpu0, gen0 := a.proc.cpu(), processCPU()
 			r, err := closedLoop(ctx, a.base, a.tokens, clients, dur)
