@@ -74,6 +74,11 @@ type Config struct {
 	// More than one makes the batches smaller and costs Redis more CPU per
 	// request (measured with 2 and 4).
 	RoundTrips int
+	// LocalCredit is how many requests of a subject far from its limit
+	// this process may allow without asking Redis, counted in Redis with
+	// the subject's next request that asks (see credit.go); 0 asks Redis
+	// about every request.
+	LocalCredit int
 }
 
 // Limiter decides whether a subject may make a request now. Every replica
@@ -82,6 +87,8 @@ type Limiter struct {
 	rdb   redis.UniversalClient
 	gcra  *redis_rate.Limiter // for calls without a block check
 	batch *batcher            // for Allow
+	// credits are the subjects' local credit; nil when LocalCredit is 0.
+	credits *creditBook
 	// scripted are the on policies as Allow's script needs them.
 	scripted   map[string]*scriptedPolicy
 	scriptKeys scriptKeys
@@ -101,6 +108,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 		scripted: map[string]*scriptedPolicy{}, cfg: cfg, now: time.Now}
 	l.scriptKeys = scriptKeys{block: l.blockKey(""), viol: l.key("viol", "")}
 	l.batch = newBatcher(rdb, cfg.RoundTrips, l.violationWindow())
+	l.credits = newCreditBook(cfg.LocalCredit)
 	for name, lim := range cfg.Policies {
 		if !lim.Off() {
 			l.scripted[name] = &scriptedPolicy{bucketPrefix: "rate:" + l.bucket(name, ""), args: newBucketArgs(lim)}
@@ -159,14 +167,47 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		d.blocked(b, lim, l.now())
 		return d, nil
 	}
+	credits := l.credits
+	if policy == PolicyLogin || policy == PolicyRegister {
+		credits = nil
+	}
+	var creditKey string
+	if credits != nil {
+		creditKey = policy + "\x00" + subject
+		if rem, reset, ok := credits.take(creditKey, l.now()); ok {
+			d.Allowed, d.Limit, d.Remaining, d.ResetAfter = true, lim.Burst, rem, reset
+			return d, nil
+		}
+	}
 	// One script answers both questions, block and bucket, in one round
-	// trip, shared with the calls of concurrent requests.
+	// trip, shared with the calls of concurrent requests; it also counts
+	// what this process allowed the subject on credit since it last asked.
 	c := newScriptCall(l.scripted[policy], &l.scriptKeys, subject)
-	if err := l.batch.do(ctx, c); err != nil {
+	if credits != nil {
+		c.pre = credits.owed(creditKey)
+	}
+	err := l.batch.do(ctx, c)
+	if err == nil {
+		err = c.err
+	}
+	if err != nil {
+		if credits != nil {
+			credits.giveBack(creditKey, c.pre)
+		}
 		return d, fmt.Errorf("rate limit %s: %w", policy, err)
 	}
-	if c.err != nil {
-		return d, fmt.Errorf("rate limit %s: %w", policy, c.err)
+	if credits != nil {
+		switch {
+		case c.blocked != "":
+			// A blocked subject's bucket was not touched: what it used on
+			// credit is still owed.
+			credits.withdraw(creditKey)
+			credits.giveBack(creditKey, c.pre)
+		case c.allowed:
+			credits.grant(creditKey, c.remaining, c.resetAfter, lim.Period/time.Duration(lim.Count), l.now())
+		default:
+			credits.withdraw(creditKey)
+		}
 	}
 	if c.blocked != "" {
 		b, err := l.parseBlock([]byte(c.blocked))

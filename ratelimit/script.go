@@ -26,7 +26,9 @@ import (
 //
 // KEYS are, per subject, its bucket ("rate:" + bucket), its block key and
 // its violation count. ARGV[1] is the violation window in milliseconds,
-// then, per subject, its limit's burst, rate and period in seconds, and n.
+// then, per subject, its limit's burst, rate and period in seconds, n, and
+// the requests already allowed on local credit (credit.go), which are
+// spent before the n are judged.
 //
 // It answers, per subject in turn, {-1, block JSON} when blocked, else
 // {a, retry µs, reset µs, violations, remaining 1, reset 1, ...,
@@ -52,10 +54,11 @@ for s = 0, #KEYS / 3 - 1 do
     out[#out + 1] = -1
     out[#out + 1] = block
   else
-    local burst = tonumber(ARGV[4 * s + 2])
-    local rate = tonumber(ARGV[4 * s + 3])
-    local period = tonumber(ARGV[4 * s + 4])
-    local n = tonumber(ARGV[4 * s + 5])
+    local burst = tonumber(ARGV[5 * s + 2])
+    local rate = tonumber(ARGV[5 * s + 3])
+    local period = tonumber(ARGV[5 * s + 4])
+    local n = tonumber(ARGV[5 * s + 5])
+    local pre = tonumber(ARGV[5 * s + 6])
 
     local emission_interval = period / rate
     local increment = emission_interval
@@ -68,6 +71,8 @@ for s = 0, #KEYS / 3 - 1 do
       tat = tonumber(tat)
     end
     tat = math.max(tat, now)
+    -- Requests already allowed on local credit: spent, never judged.
+    tat = tat + pre * increment
 
     local head = #out
     out[head + 1], out[head + 2], out[head + 3], out[head + 4] = 0, -1, 0, 0
@@ -91,7 +96,7 @@ for s = 0, #KEYS / 3 - 1 do
     out[head + 3] = math.ceil((tat - now) * 1000000)
 
     local reset_after = tat - now
-    if allowed > 0 and reset_after > 0 then
+    if (allowed > 0 or pre > 0) and reset_after > 0 then
       redis.call("SET", bucket, tat, "EX", math.ceil(reset_after))
     end
     local refused = n - allowed
@@ -138,6 +143,9 @@ type scriptCall struct {
 	keys   [3]string // bucket, block, violations
 	policy *scriptedPolicy
 	same   []*scriptCall
+	// pre counts requests allowed on local credit since the subject last
+	// asked: the script spends them first, without judging them.
+	pre int
 
 	// The answer.
 	blocked    string // the block's JSON, when blocked
@@ -170,7 +178,7 @@ func newScriptCall(p *scriptedPolicy, k *scriptKeys, subject string) *scriptCall
 // by SHA or, after NOSCRIPT, in full, and answers them. The keys go as
 // pointers into the calls: no allocation of their own.
 func runScript(ctx context.Context, rdb processor, window any, runs []*scriptCall, full bool) error {
-	args := make([]any, 0, 4+7*len(runs))
+	args := make([]any, 0, 4+8*len(runs))
 	if full {
 		args = append(args, "eval", allowSrc)
 	} else {
@@ -182,7 +190,11 @@ func runScript(ctx context.Context, rdb processor, window any, runs []*scriptCal
 	}
 	args = append(args, window)
 	for _, c := range runs {
-		args = append(args, c.policy.args[0], c.policy.args[1], c.policy.args[2], 1+len(c.same))
+		pre := c.pre
+		for _, o := range c.same {
+			pre += o.pre
+		}
+		args = append(args, c.policy.args[0], c.policy.args[1], c.policy.args[2], 1+len(c.same), pre)
 	}
 	cmd := redis.NewCmd(ctx, args...)
 	_ = rdb.Process(ctx, cmd)

@@ -144,14 +144,17 @@ type Config struct {
 
 	// Edge protection (ratelimit/, security/): limits are COUNT/PERIOD[:BURST]
 	// ("60/m", "300/m:50") or "off"; thresholds COUNT/WINDOW ("10/15m") or "off".
-	RateLimitEnabled     bool                `env:"RATE_LIMIT_ENABLED" envDefault:"true"`
-	RateLimitAnon        ratelimit.Limit     `env:"RATE_LIMIT_ANON" envDefault:"60/m"`
-	RateLimitUser        ratelimit.Limit     `env:"RATE_LIMIT_USER" envDefault:"300/m"`
-	RateLimitLogin       ratelimit.Limit     `env:"RATE_LIMIT_LOGIN" envDefault:"10/m"`
-	RateLimitRegister    ratelimit.Limit     `env:"RATE_LIMIT_REGISTER" envDefault:"5/m"`
-	RateLimitUpload      ratelimit.Limit     `env:"RATE_LIMIT_UPLOAD" envDefault:"30/m"`
-	RateLimitBooking     ratelimit.Limit     `env:"RATE_LIMIT_BOOKING" envDefault:"20/m"`
-	RateLimitTimeout     time.Duration       `env:"RATE_LIMIT_REDIS_TIMEOUT" envDefault:"200ms" validate:"min=10ms,max=5s"`
+	RateLimitEnabled  bool            `env:"RATE_LIMIT_ENABLED" envDefault:"true"`
+	RateLimitAnon     ratelimit.Limit `env:"RATE_LIMIT_ANON" envDefault:"60/m"`
+	RateLimitUser     ratelimit.Limit `env:"RATE_LIMIT_USER" envDefault:"300/m"`
+	RateLimitLogin    ratelimit.Limit `env:"RATE_LIMIT_LOGIN" envDefault:"10/m"`
+	RateLimitRegister ratelimit.Limit `env:"RATE_LIMIT_REGISTER" envDefault:"5/m"`
+	RateLimitUpload   ratelimit.Limit `env:"RATE_LIMIT_UPLOAD" envDefault:"30/m"`
+	RateLimitBooking  ratelimit.Limit `env:"RATE_LIMIT_BOOKING" envDefault:"20/m"`
+	RateLimitTimeout  time.Duration   `env:"RATE_LIMIT_REDIS_TIMEOUT" envDefault:"200ms" validate:"min=10ms,max=5s"`
+	// RateLimitLocalCredit: requests of a subject far from its limit an API
+	// process may allow without asking Redis (ratelimit/credit.go).
+	RateLimitLocalCredit int                 `env:"RATE_LIMIT_LOCAL_CREDIT" envDefault:"8" validate:"min=0,max=64"`
 	RateBlockDuration    time.Duration       `env:"RATE_BLOCK_DURATION" envDefault:"15m" validate:"min=1s,max=168h"`
 	RateBlockAfter       ratelimit.Threshold `env:"RATE_BLOCK_AFTER_VIOLATIONS" envDefault:"100/10m"`
 	LoginFailureLimit    ratelimit.Threshold `env:"LOGIN_FAILURE_LIMIT" envDefault:"10/15m"`

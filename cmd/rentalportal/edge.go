@@ -40,8 +40,9 @@ func (p *platform) edgeDeps(deps *api.Deps, events security.Observer) error {
 			ratelimit.PolicyUpload:   p.cfg.RateLimitUpload,
 			ratelimit.PolicyBooking:  p.cfg.RateLimitBooking,
 		},
-		BlockFor:   p.cfg.RateBlockDuration,
-		BlockAfter: p.cfg.RateBlockAfter,
+		BlockFor:    p.cfg.RateBlockDuration,
+		BlockAfter:  p.cfg.RateBlockAfter,
+		LocalCredit: p.cfg.RateLimitLocalCredit,
 	})
 	deps.Limiter = l
 	deps.LoginGuard = ratelimit.NewLoginGuard(l, ratelimit.LoginConfig{
