@@ -109,6 +109,38 @@ func TestRateLimitAcrossTwoAPIProcesses(t *testing.T) {
 	}
 }
 
+// TestRateLimitWithLocalCreditAcrossTwoAPIProcesses: the same hammering
+// with a limit large enough for local credit (the default
+// RATE_LIMIT_LOCAL_CREDIT): the processes allow requests without asking
+// Redis while the bucket is far from empty, and still exactly the limit
+// is allowed in total.
+func TestRateLimitWithLocalCreditAcrossTwoAPIProcesses(t *testing.T) {
+	t.Parallel()
+	r := testkit.RedisDB(t)
+	env := map[string]string{"DATABASE_URL": testkit.PostgresSchemaURL(t), "REDIS_URL": r.URL,
+		"RATE_LIMIT_ANON": "300/h", "RATE_BLOCK_AFTER_VIOLATIONS": "off"}
+	a := Start(t, "api", env)
+	b := Start(t, "api", env)
+	const limit = 300
+	allowed := 0
+	for i := 0; i < 2*limit; i++ {
+		p := a
+		if i%2 == 1 {
+			p = b
+		}
+		switch ans := request(t, "GET", p.Base+"/api/v1/listings"); ans.code {
+		case http.StatusOK:
+			allowed++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("request %d: %+v", i, ans)
+		}
+	}
+	if allowed < limit || allowed > limit+1 {
+		t.Fatalf("allowed %d with local credit, want %d (±1)", allowed, limit)
+	}
+}
+
 // TestLimiterWhenRedisStops: with Redis gone, reads are served without
 // limits, login fails closed with 503 and Retry-After, and readiness says so.
 func TestLimiterWhenRedisStops(t *testing.T) {
