@@ -20,10 +20,12 @@ import (
 //     creditShare replicas;
 //   - a heavy subject far from its limit costs Redis one round trip per
 //     credit instead of one per request;
+//   - between two requests that count what was allowed on credit, a
+//     process allows at most LocalCredit on its own, however many answers
+//     of concurrent requests it gets;
 //   - what a process allowed on credit and never reported (it stopped, or
 //     the subject went quiet until the entry was swept) is not counted: at
-//     most LocalCredit requests per answer of Redis, which the bucket had
-//     room for (concurrent answers for one subject each grant anew);
+//     most LocalCredit requests, which the bucket had room for;
 //   - a block, a reset or another replica's requests are seen at the
 //     latest when the credit runs out or expires (creditTTL);
 //   - the headers of a request allowed on credit count down from the last
@@ -51,7 +53,8 @@ type creditBook struct {
 // credit is one subject's (policy and subject) credit.
 type credit struct {
 	left       int           // requests it may still allow on its own
-	used       int           // allowed on credit, not yet counted in Redis
+	used       int           // allowed on credit, not yet sent to Redis
+	inflight   int           // allowed on credit, sent to Redis, not yet answered
 	remaining  int           // the bucket's remaining as last answered, less local use
 	resetAfter time.Duration // the bucket's reset as last answered, plus local use
 	interval   time.Duration // the limit's emission interval
@@ -83,8 +86,9 @@ func (b *creditBook) take(key string, now time.Time) (remaining int, resetAfter 
 }
 
 // owed hands the requests allowed on credit and not yet counted to the
-// caller, who counts them in Redis with its own request; what credit is
-// left is withdrawn (the answer to that request grants anew).
+// caller, who counts them in Redis with its own request (and settles them
+// with grant, withdraw or giveBack when answered); what credit is left is
+// withdrawn (the answer to that request grants anew).
 func (b *creditBook) owed(key string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -94,59 +98,74 @@ func (b *creditBook) owed(key string) int {
 	}
 	n := e.used
 	e.used, e.left = 0, 0
+	e.inflight += n
 	return n
 }
 
-// giveBack returns n owed requests that could not be counted (the round
-// trip failed): the next request that asks counts them.
-func (b *creditBook) giveBack(key string, n int) {
-	if n == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if e := b.entries[key]; e != nil {
-		e.used += n
-	} else {
-		b.entries[key] = &credit{used: n}
-	}
-}
-
-// grant gives the subject credit after Redis allowed a request and
-// answered the bucket's remaining and reset: LocalCredit requests, or
-// fewer, so that the credit is at most 1/creditShare of the remaining.
-func (b *creditBook) grant(key string, remaining int, resetAfter, interval time.Duration, now time.Time) {
-	n := min(b.max, remaining/creditShare)
+// giveBack settles a request that could not count its owed ones (the round
+// trip failed, or the subject is blocked and its bucket was not touched):
+// the next request that asks counts them. No credit meanwhile.
+func (b *creditBook) giveBack(key string, pre int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.entries[key]
-	if n <= 0 {
-		if e != nil && e.used == 0 {
-			delete(b.entries, key)
-		}
-		return
-	}
 	if e == nil {
+		if pre == 0 {
+			return
+		}
 		e = &credit{}
 		b.entries[key] = e
 	}
-	e.left, e.remaining, e.resetAfter, e.interval, e.at, e.expires = n, remaining, resetAfter, interval, now, now.Add(creditTTL)
-	if b.grants++; b.grants >= creditSweepEvery {
-		b.grants = 0
-		for k, e := range b.entries {
-			if now.Sub(e.expires) > creditTTL {
-				delete(b.entries, k)
-			}
-		}
-	}
+	e.inflight = max(e.inflight-pre, 0)
+	e.used += pre
+	e.left = 0
 }
 
-// withdraw drops the subject's credit (it was refused or is blocked); what
-// it used on credit stays owed.
-func (b *creditBook) withdraw(key string) {
+// withdraw settles a request that was refused: no credit.
+func (b *creditBook) withdraw(key string, pre int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e := b.entries[key]; e != nil {
+		e.inflight = max(e.inflight-pre, 0)
 		e.left = 0
+	}
+}
+
+// grant settles a request Redis allowed, which answered the bucket's
+// remaining and reset, and gives the subject credit: LocalCredit requests,
+// or fewer, so that the credit is at most 1/creditShare of the remaining.
+// What this process allowed on credit that the answer may not include
+// (used since, or in flight with other requests) counts against both:
+// between two answers that count them, the process allows at most
+// LocalCredit on its own, however many answers of concurrent requests
+// arrive meanwhile.
+func (b *creditBook) grant(key string, pre, remaining int, resetAfter, interval time.Duration, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.entries[key]
+	if e == nil {
+		if remaining/creditShare <= 0 {
+			return
+		}
+		e = &credit{}
+		b.entries[key] = e
+	}
+	e.inflight = max(e.inflight-pre, 0)
+	unseen := e.used + e.inflight
+	n := min(b.max, (remaining-unseen)/creditShare)
+	e.left = max(n-unseen, 0)
+	e.remaining, e.resetAfter = remaining-unseen, resetAfter+time.Duration(unseen)*interval
+	e.interval, e.at, e.expires = interval, now, now.Add(creditTTL)
+	if e.left == 0 && unseen == 0 {
+		delete(b.entries, key)
+		return
+	}
+	if b.grants++; b.grants >= creditSweepEvery {
+		b.grants = 0
+		for k, e := range b.entries {
+			if now.Sub(e.expires) > creditTTL && e.inflight == 0 {
+				delete(b.entries, k)
+			}
+		}
 	}
 }

@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,5 +167,53 @@ func TestLocalCreditEndsWithABlock(t *testing.T) {
 	}
 	if rem, want := remainingIn(t, l, subject), 1000-2-onCredit; rem > want {
 		t.Fatalf("the bucket holds %d after %d allowed, want at most %d", rem, 2+onCredit, want)
+	}
+}
+
+// TestLocalCreditUnderConcurrency: 16 concurrent callers on each of two
+// limiters, one subject, until the bucket is spent: at least the limit is
+// allowed and at most what the two processes' credit could have granted on
+// top, and the bucket in Redis counts everything allowed.
+func TestLocalCreditUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	r := testkit.RedisDB(t)
+	ctx := context.Background()
+	cfg := Config{Policies: map[string]Limit{PolicyUser: hourly(2000)}, LocalCredit: 8}
+	limiters := []*Limiter{New(r.Client, cfg), New(r.Client, cfg)}
+	subject := UserSubject(testkit.RandomName("u"))
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := limiters[g%2]
+			for i := 0; i < 150; i++ {
+				d, err := l.Allow(ctx, PolicyUser, subject)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					allowed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	n := allowed.Load()
+	t.Logf("%d of 4800 allowed; %d round trips", n, limiters[0].BatchStats().RoundTrips+limiters[1].BatchStats().RoundTrips)
+	if n < 2000 || n > 2000+2*8 {
+		t.Fatalf("%d allowed, want 2000 (at most %d more on credit)", n, 2*8)
+	}
+	// What was allowed on credit and not yet counted is counted with the
+	// next request that asks.
+	for _, l := range limiters {
+		if _, err := l.Allow(ctx, PolicyUser, subject); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rem := remainingIn(t, limiters[0], subject); rem != 0 {
+		t.Fatalf("the bucket holds %d after %d allowed", rem, n)
 	}
 }

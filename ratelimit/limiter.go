@@ -201,12 +201,11 @@ func (l *Limiter) Allow(ctx context.Context, policy, subject string) (Decision, 
 		case c.blocked != "":
 			// A blocked subject's bucket was not touched: what it used on
 			// credit is still owed.
-			credits.withdraw(creditKey)
 			credits.giveBack(creditKey, c.pre)
 		case c.allowed:
-			credits.grant(creditKey, c.remaining, c.resetAfter, lim.Period/time.Duration(lim.Count), l.now())
+			credits.grant(creditKey, c.pre, c.remaining, c.resetAfter, lim.Period/time.Duration(lim.Count), l.now())
 		default:
-			credits.withdraw(creditKey)
+			credits.withdraw(creditKey, c.pre)
 		}
 	}
 	if c.blocked != "" {
