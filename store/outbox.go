@@ -96,7 +96,18 @@ func MarkOutboxFailed(ctx context.Context, q Queryer, id, reason string) error {
 	return err
 }
 
-// DeleteSentOutbox removes relayed rows older than before; it returns how many.
-func DeleteSentOutbox(ctx context.Context, q Queryer, before time.Time) (int64, error) {
-	return Exec(ctx, q, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, before.UTC())
+// DeleteSentOutbox removes relayed rows older than before, chunk rows per
+// statement (short transactions and WAL in small steps on a table every
+// write path inserts into), and returns how many.
+func DeleteSentOutbox(ctx context.Context, q Queryer, before time.Time, chunk int) (int64, error) {
+	chunk = max(chunk, 1)
+	var total int64
+	for {
+		n, err := Exec(ctx, q, `DELETE FROM outbox WHERE id IN
+			(SELECT id FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ? LIMIT ?)`, before.UTC(), chunk)
+		total += n
+		if err != nil || n < int64(chunk) {
+			return total, err
+		}
+	}
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,4 +96,43 @@ func TestMarkOutboxSentFindsRowsByKey(t *testing.T) {
 	if !again.Equal(first) {
 		t.Fatalf("a row marked twice: sent_at %v, then %v; want the first kept", first, again)
 	}
+}
+
+// TestDeleteSentOutbox: the purge deletes the rows relayed before the
+// cutoff, in chunks, and nothing else: not rows relayed since, not rows
+// never relayed however old.
+func TestDeleteSentOutbox(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		add := func(id string, created time.Time, sent *time.Time) {
+			t.Helper()
+			if err := store.AddOutbox(ctx, db, store.OutboxMessage{ID: id, Type: "notify:event", Payload: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.Exec(ctx, db, `UPDATE outbox SET created_at = ?, sent_at = ? WHERE id = ?`, created, sent, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old, recent := now.Add(-8*24*time.Hour), now.Add(-time.Hour)
+		for i := 0; i < 10; i++ {
+			add(fmt.Sprintf("old-sent-%d", i), old, &old)
+		}
+		add("old-unsent", old, nil)
+		add("old-sent-recently", old, &recent)
+		add("new-sent", recent, &recent)
+
+		n, err := store.DeleteSentOutbox(ctx, db, now.Add(-7*24*time.Hour), 3)
+		if err != nil || n != 10 {
+			t.Fatalf("purge: %d, %v; want the 10 rows relayed 8 days ago", n, err)
+		}
+		var left []string
+		if err := store.Select(ctx, db, &left, `SELECT id FROM outbox ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"new-sent", "old-sent-recently", "old-unsent"}; !slices.Equal(left, want) {
+			t.Fatalf("left %v, want %v", left, want)
+		}
+	})
 }

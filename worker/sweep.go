@@ -38,6 +38,9 @@ func (w *Worker) sweep(ctx context.Context, _ *asynq.Task) error {
 // outboxRetention is how long relayed outbox rows are kept for inspection.
 const outboxRetention = 7 * 24 * time.Hour
 
+// outboxPurgeChunk bounds the rows one statement of the purge deletes.
+const outboxPurgeChunk = 5000
+
 // stripeEventPurgeLimit bounds the Stripe events one cleanup purges (it
 // runs hourly: a backlog goes in steps).
 const stripeEventPurgeLimit = 50_000
@@ -45,7 +48,7 @@ const stripeEventPurgeLimit = 50_000
 // cleanup purges old relayed outbox rows and old processed Stripe events,
 // and deletes abandoned uploads.
 func (w *Worker) cleanup(ctx context.Context, _ *asynq.Task) error {
-	n, err := store.DeleteSentOutbox(ctx, w.deps.DB, time.Now().Add(-outboxRetention))
+	n, err := store.DeleteSentOutbox(ctx, w.deps.DB, time.Now().Add(-outboxRetention), outboxPurgeChunk)
 	if err != nil {
 		return fmt.Errorf("purge outbox: %w", err)
 	}
