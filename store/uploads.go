@@ -89,11 +89,11 @@ func GetUpload(ctx context.Context, q Queryer, id string) (*Upload, error) {
 // and variants, keyed by ID (for listing photos).
 func UploadsByIDs(ctx context.Context, q Queryer, ids []string) (map[string]*Upload, error) {
 	out, err := selectByIDs(ctx, q, `SELECT `+uploadColumns+` FROM uploads WHERE id IN (?)`, ids, func(u *Upload) string { return u.ID })
-	if err != nil || len(out) == 0 {
-		if err != nil {
-			err = fmt.Errorf("uploads by id: %w", err)
-		}
-		return out, err
+	if err != nil {
+		return nil, fmt.Errorf("uploads by id: %w", err)
+	}
+	if len(out) == 0 {
+		return out, nil
 	}
 	query, args, err := In(q, `SELECT upload_id, name, object_key, content_type, width, height, size_bytes
 		FROM upload_variants WHERE upload_id IN (?) ORDER BY width DESC`, ids)

@@ -130,8 +130,9 @@ func (w *Worker) Run(ctx context.Context, redis redis.UniversalClient) error {
 		}
 		wg.Wait()
 	}
+	mux := w.Mux() // one for all the servers: it holds no per-server state
 	for i, srv := range append(w.mainServers(redis, base), w.imageServer(redis, base)) {
-		if err := srv.Start(w.Mux()); err != nil {
+		if err := srv.Start(mux); err != nil {
 			stop()
 			return fmt.Errorf("start worker (server %d): %w", i+1, err)
 		}
