@@ -29,9 +29,14 @@ type Transitions struct {
 }
 
 // Batches of transitions: how many may be on their way at once, and how
-// many transitions one may carry.
+// many transitions one may carry. One at a time: a transition that comes
+// while none is on its way still runs at once, and under load the next
+// batch gathers everything that queued meanwhile. Two slots split the same
+// load into twice as many, smaller batches: in alternating runs of the
+// transitions benchmark, one slot moved 3,263–3,495 expiries/s against
+// 2,910–3,167/s with two, with 25 % less PostgreSQL time per transition.
 const (
-	transitionSlots    = 2
+	transitionSlots    = 1
 	transitionMaxBatch = 64
 	// transitionTimeout bounds one batch: it serves several callers, so it
 	// does not end with any one caller's context.
