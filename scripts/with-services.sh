@@ -22,6 +22,7 @@
 #                          (benchmarks); default is off for speed.
 #   SERVICES_CHROMIUM=0    do not check for / install Chromium.
 #   SERVICES_STOP_TIMEOUT  seconds the command gets after a forwarded SIGTERM/SIGHUP
+#   SERVICES_PG_OPTS       more PostgreSQL server settings, e.g. "-c log_checkpoints=on"
 #                          before it is killed (default 30).
 #
 # Missing tools are installed when possible (apt-get as root: redis-server,
@@ -441,6 +442,9 @@ start_postgres() {
 	((${#sock} <= 80)) || sock=""
 	opts="-c listen_addresses=127.0.0.1 -c unix_socket_directories='$sock'"
 	opts+=" -c max_connections=300 -c shared_buffers=128MB"
+	# SERVICES_PG_OPTS: more server settings, for diagnosis (e.g.
+	# "-c shared_preload_libraries=pg_stat_statements").
+	[[ -z ${SERVICES_PG_OPTS:-} ]] || opts+=" $SERVICES_PG_OPTS"
 	if [[ ${SERVICES_DURABLE:-0} != 1 ]]; then
 		opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	fi
