@@ -140,7 +140,7 @@ func (s *Server) createBooking(c *gin.Context) {
 		renderError(c, err)
 		return
 	}
-	s.publish(ctx, msgs...)
+	s.publish(ctx, b.Outbox...) // msgs and the booking.created notify task
 	// Committed. The payment step may fail or time out without undoing the
 	// booking: the payment:intent task is its fallback.
 	payment := s.startPayment(ctx, b)

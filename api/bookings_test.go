@@ -15,6 +15,7 @@ import (
 	"github.com/rentalportal/portal/booking"
 	"github.com/rentalportal/portal/internal/testkit"
 	"github.com/rentalportal/portal/store"
+	"github.com/rentalportal/portal/tasks"
 )
 
 func TestCreateBooking(t *testing.T) {
@@ -49,6 +50,16 @@ func TestCreateBooking(t *testing.T) {
 		waitFor(t, func() bool {
 			return a.count(`SELECT count(*) FROM outbox WHERE id = ? AND sent_at IS NOT NULL`, "booking:expire:"+b.ID) == 1
 		})
+		// So is the booking.created event's notify task, at once: not left
+		// for the outbox poll (OUTBOX_SWEEP_GRACE later).
+		var eventID string
+		if err := store.Get(context.Background(), db, &eventID,
+			`SELECT id FROM domain_events WHERE subject_id = ? AND type = 'booking.created'`, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		if ti := a.task("default", tasks.NotifyEvent{EventID: eventID}.TaskID()); ti == nil || ti.State != asynq.TaskStatePending {
+			t.Fatalf("notify task of booking.created = %+v", ti)
+		}
 
 		// GET shows the same booking.
 		r = a.do("GET", "/api/v1/bookings/"+b.ID, renter.Token, nil)
