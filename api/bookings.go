@@ -131,7 +131,7 @@ func (s *Server) createBooking(c *gin.Context) {
 	for i, m := range msgs {
 		outbox[i] = store.OutboxMessage(m)
 	}
-	b, history, err := store.CreateBooking(ctx, s.deps.DB, store.NewBooking{
+	b, history, err := s.bookings.Create(ctx, store.NewBooking{
 		ID: id, ListingID: req.ListingID, RenterID: p.UserID, Start: start, End: end, ExpiresAt: expiresAt,
 		Source: store.Source{Kind: store.SourceAPI, Ref: requestID(c), ActorID: p.UserID},
 		Outbox: outbox,

@@ -129,6 +129,8 @@ type Server struct {
 	limiterWarned atomic.Int64
 	// uploads bounds the uploads received at once (Uploads.MaxInFlight).
 	uploads *semaphore.Weighted
+	// bookings creates the bookings of concurrent requests together.
+	bookings *store.Bookings
 }
 
 // NewServer builds the API with every route of routes.go.
@@ -154,6 +156,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.openapi = doc
+	if deps.DB != nil {
+		s.bookings = store.NewBookings(deps.DB)
+	}
 	if err := s.setupAccounts(); err != nil {
 		return nil, err
 	}

@@ -101,6 +101,7 @@ func createBookingOneStatement(ctx context.Context, db *DB, nb NewBooking) (*Boo
 
 // listingToBook is what a booking needs of its listing.
 type listingToBook struct {
+	ID          string `db:"id"`
 	OwnerID     string `db:"owner_id"`
 	PricePerDay int64  `db:"price_per_day"`
 	Currency    string `db:"currency"`
@@ -109,11 +110,11 @@ type listingToBook struct {
 	TimeZone    string `db:"timezone"`
 }
 
-// bookableListing reads the listing nb books and vets it. Errors: ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE
-// (inactive, or the renter owns it).
+// bookableListing reads the listing nb books and vets it (vetListing).
+// Errors: ENOTFOUND (no such listing, or deleted), EUNPROCESSABLE.
 func bookableListing(ctx context.Context, q Queryer, nb NewBooking) (*listingToBook, error) {
 	var l listingToBook
-	err := Get(ctx, q, &l, `SELECT owner_id, price_per_day, currency, active, title, timezone FROM listings
+	err := Get(ctx, q, &l, `SELECT id, owner_id, price_per_day, currency, active, title, timezone FROM listings
 		WHERE id = ? AND deleted_at IS NULL`, nb.ListingID)
 	if portal.ErrorCode(err) == portal.ENOTFOUND {
 		return nil, portal.WrapError(portal.ENOTFOUND, err, "listing not found")
@@ -121,13 +122,22 @@ func bookableListing(ctx context.Context, q Queryer, nb NewBooking) (*listingToB
 	if err != nil {
 		return nil, fmt.Errorf("read listing %s: %w", nb.ListingID, err)
 	}
-	switch {
-	case l.OwnerID == nb.RenterID:
-		return nil, portal.Errorf(portal.EUNPROCESSABLE, "you cannot book your own listing")
-	case !l.Active:
-		return nil, portal.Errorf(portal.EUNPROCESSABLE, "the listing is not accepting bookings")
+	if err := vetListing(&l, nb); err != nil {
+		return nil, err
 	}
 	return &l, nil
+}
+
+// vetListing says whether nb may book l. Errors: EUNPROCESSABLE (inactive,
+// or the renter owns it).
+func vetListing(l *listingToBook, nb NewBooking) error {
+	switch {
+	case l.OwnerID == nb.RenterID:
+		return portal.Errorf(portal.EUNPROCESSABLE, "you cannot book your own listing")
+	case !l.Active:
+		return portal.Errorf(portal.EUNPROCESSABLE, "the listing is not accepting bookings")
+	}
+	return nil
 }
 
 // planNewBooking prices the stay and makes the booking, its first history

@@ -100,29 +100,23 @@ func (t *Transitions) run(calls []*transitionCall) {
 		c.Booking, c.Err = TransitionBooking(c.ctx, t.db, c.ID, c.Event, c.Source, c.Check)
 		return
 	}
+	ctxs := make([]context.Context, len(calls))
+	for i, c := range calls {
+		ctxs[i] = c.ctx
+	}
+	ctx, cancel, waiting := batchContext(ctxs, transitionTimeout)
+	defer cancel()
 	live := calls[:0:0]
-	deadline := time.Now().Add(transitionTimeout)
-	latest := time.Time{}
-	for _, c := range calls {
-		if err := c.ctx.Err(); err != nil {
-			c.Err = err
-			continue
-		}
-		live = append(live, c)
-		if dl, ok := c.ctx.Deadline(); ok && dl.After(latest) {
-			latest = dl
-		} else if !ok {
-			latest = deadline
+	for i, c := range calls {
+		if waiting[i] {
+			live = append(live, c)
+		} else {
+			c.Err = c.ctx.Err()
 		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	if latest.Before(deadline) {
-		deadline = latest
-	}
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(live[0].ctx), deadline)
-	defer cancel()
 	reqs := make([]TransitionRequest, len(live))
 	for i, c := range live {
 		reqs[i] = c.TransitionRequest

@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rentalportal/portal"
+	"github.com/rentalportal/portal/internal/batch"
+)
+
+// Bookings creates the bookings of concurrent callers (the API's requests)
+// together on PostgreSQL: the bookings asked for while one batch is on its
+// way go in the next, which reads all their listings in one statement and
+// writes every booking, history row, domain event and outbox row in one
+// more, under one commit. Each caller gets the answer CreateBooking would
+// have given it alone — the same checks, the same errors, the same rows —;
+// a booking whose listing changed between the read and the write, and
+// every booking of a batch the database refuses as a whole (a deadlock
+// with another API process, say), is created on its own. A booking that
+// comes while no batch is on its way is created at once, alone. On SQLite
+// it is CreateBooking.
+type Bookings struct {
+	db    *DB
+	batch *batch.Batcher[*createCall]
+}
+
+// Batches of new bookings: one on its way at a time (see transitionSlots),
+// and how many bookings one may carry (each takes 37 of the statement's
+// parameters).
+const (
+	createSlots    = 1
+	createMaxBatch = 64
+)
+
+type createCall struct {
+	ctx context.Context
+	nb  NewBooking
+	CreateResult
+}
+
+// CreateResult is what CreateBooking returns.
+type CreateResult struct {
+	Booking *Booking
+	History []HistoryEntry
+	Err     error
+}
+
+// NewBookings returns the batched booking creation of db.
+func NewBookings(db *DB) *Bookings {
+	c := &Bookings{db: db}
+	c.batch = batch.New(createSlots, createMaxBatch, c.run)
+	return c
+}
+
+// Create is CreateBooking, batched with concurrent calls.
+func (c *Bookings) Create(ctx context.Context, nb NewBooking) (*Booking, []HistoryEntry, error) {
+	if c.db.Engine != Postgres {
+		return CreateBooking(ctx, c.db, nb)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	call := &createCall{ctx: ctx, nb: nb, CreateResult: CreateResult{Err: errNotRun}}
+	c.batch.Do(call)
+	return call.Booking, call.History, call.Err
+}
+
+func (c *Bookings) run(calls []*createCall) {
+	if len(calls) == 1 {
+		k := calls[0]
+		k.Booking, k.History, k.Err = CreateBooking(k.ctx, c.db, k.nb)
+		return
+	}
+	ctxs := make([]context.Context, len(calls))
+	for i, k := range calls {
+		ctxs[i] = k.ctx
+	}
+	ctx, cancel, live := batchContext(ctxs, transitionTimeout)
+	defer cancel()
+	var todo []*createCall
+	var nbs []NewBooking
+	for i, k := range calls {
+		if live[i] {
+			todo = append(todo, k)
+			nbs = append(nbs, k.nb)
+		} else {
+			k.Err = k.ctx.Err()
+		}
+	}
+	for i, r := range CreateBookings(ctx, c.db, nbs) {
+		todo[i].CreateResult = r
+	}
+}
+
+// batchContext is the context a batch serving callers with contexts ctxs
+// runs under: none of theirs (it serves all of them), but within the latest
+// of their deadlines and at most limit from now. live says which callers
+// are still waiting (their context has not ended); with none, ctx is
+// already cancelled.
+func batchContext(ctxs []context.Context, limit time.Duration) (ctx context.Context, cancel context.CancelFunc, live []bool) {
+	live = make([]bool, len(ctxs))
+	deadline := time.Now().Add(limit)
+	var latest time.Time
+	var first context.Context
+	for i, c := range ctxs {
+		if c.Err() != nil {
+			continue
+		}
+		live[i] = true
+		if first == nil {
+			first = c
+		}
+		if dl, ok := c.Deadline(); ok && dl.After(latest) {
+			latest = dl
+		} else if !ok {
+			latest = deadline
+		}
+	}
+	if first == nil {
+		ctx, cancel = context.WithCancel(context.Background())
+		cancel()
+		return ctx, cancel, live
+	}
+	if latest.Before(deadline) {
+		deadline = latest
+	}
+	ctx, cancel = context.WithDeadline(context.WithoutCancel(first), deadline)
+	return ctx, cancel, live
+}
+
+// plannedBooking is a booking of a batch, ready to write.
+type plannedBooking struct {
+	i       int // in the batch
+	listing *listingToBook
+	b       *Booking
+	h       *HistoryEntry
+	evArgs  []any
+}
+
+// CreateBookings creates a batch of bookings, each answered as
+// CreateBooking would have answered it alone, in order. On PostgreSQL they
+// share one read of their listings and one statement that writes all the
+// bookings the checks let through (a booking whose listing changed in
+// between, and every booking of a statement the database refuses as a
+// whole, is then created alone); on SQLite they are created one by one.
+func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResult {
+	out := make([]CreateResult, len(nbs))
+	alone := func(i int) { out[i].Booking, out[i].History, out[i].Err = CreateBooking(ctx, db, nbs[i]) }
+	if db.Engine != Postgres || len(nbs) == 1 {
+		for i := range nbs {
+			alone(i)
+		}
+		return out
+	}
+	ids := make([]string, 0, len(nbs))
+	for _, nb := range nbs {
+		ids = append(ids, nb.ListingID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	listings, err := selectByIDs(ctx, db, `SELECT id, owner_id, price_per_day, currency, active, title, timezone
+		FROM listings WHERE id IN (?) AND deleted_at IS NULL`, ids, func(l *listingToBook) string { return l.ID })
+	if err != nil {
+		for i := range nbs {
+			alone(i)
+		}
+		return out
+	}
+	var planned []*plannedBooking
+	for i, nb := range nbs {
+		l, ok := listings[nb.ListingID]
+		if !ok {
+			out[i].Err = portal.WrapError(portal.ENOTFOUND, sql.ErrNoRows, "listing not found")
+			continue
+		}
+		if out[i].Err = vetListing(l, nb); out[i].Err != nil {
+			continue
+		}
+		b, h, ev, err := planNewBooking(l, nb)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		eArgs, err := eventArgs(ev)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+	}
+	if len(planned) == 0 {
+		return out
+	}
+	outcome, err := insertBookings(ctx, db, planned)
+	if err != nil {
+		// Refused as a whole: each on its own, from a fresh read.
+		for _, p := range planned {
+			alone(p.i)
+		}
+		return out
+	}
+	for _, p := range planned {
+		switch o := outcome[p.b.ID]; {
+		case o.inserted:
+			out[p.i] = CreateResult{Booking: p.b, History: []HistoryEntry{*p.h}}
+		case o.held:
+			// The listing held at the price read, and the booking was not
+			// written: its dates overlap a booking that holds them.
+			out[p.i].Err = portal.WrapError(portal.EOVERLAP, errOverlap, "the dates overlap another booking of this listing")
+		default:
+			// The listing changed since it was read (deleted, deactivated,
+			// repriced): read it again, alone.
+			alone(p.i)
+		}
+	}
+	return out
+}
+
+// errOverlap is the cause of a batched booking's EOVERLAP (alone, it is the
+// database's exclusion violation).
+var errOverlap = errors.New("bookings_no_overlap: the insert was skipped")
+
+type insertOutcome struct{ inserted, held bool }
+
+// insertBookings writes the planned bookings in one statement, which first
+// locks their listings FOR SHARE and checks each still takes bookings at the
+// price and currency read; a booking whose listing does not hold, or whose
+// dates overlap one that holds them (in the table or earlier in the batch),
+// is skipped with nothing of it written. The outcome says, by booking ID,
+// which were written and whose listings held.
+func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (map[string]insertOutcome, error) {
+	// Inserted in (listing, start date) order, the order in which concurrent
+	// batches of other API processes insert theirs too.
+	planned = slices.Clone(planned)
+	slices.SortFunc(planned, func(a, b *plannedBooking) int {
+		if c := strings.Compare(a.b.ListingID, b.b.ListingID); c != 0 {
+			return c
+		}
+		return a.b.StartDate.Time().Compare(b.b.StartDate.Time())
+	})
+	var rows, evs, outs [][]any
+	for _, p := range planned {
+		rows = append(rows, append(append(append([]any(nil), bookingArgs(p.b)...), p.listing.PricePerDay), historyRow(p.h)...))
+		evs = append(evs, append([]any{p.b.ID}, p.evArgs...))
+		for _, m := range toOutbox(p.b.Outbox) {
+			outs = append(outs, append([]any{p.b.ID}, outboxArgs(m, p.b.CreatedAt)...))
+		}
+	}
+	var sb strings.Builder
+	var args []any
+	values := func(types string, rows [][]any) {
+		for i, r := range rows {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(types)
+			args = append(args, r...)
+		}
+	}
+	sb.WriteString(`WITH v (id, listing_id, renter_id, owner_id, start_date, end_date, status, total_amount, currency,
+		expires_at, created_at, updated_at, price_per_day, hid, from_status, cause, source, source_ref, actor_id) AS (VALUES `)
+	values(`(?::text, ?::text, ?::text, ?::text, ?::date, ?::date, ?::text, ?::bigint, ?::text, ?::timestamptz,
+		?::timestamptz, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text)`, rows)
+	sb.WriteString(`),
+	l AS (SELECT id, price_per_day, currency FROM listings
+		WHERE id IN (SELECT listing_id FROM v) AND deleted_at IS NULL AND active ORDER BY id FOR SHARE),
+	ok AS (SELECT v.* FROM v JOIN l ON l.id = v.listing_id AND l.price_per_day = v.price_per_day AND l.currency = v.currency),
+	b AS (INSERT INTO bookings (id, listing_id, renter_id, owner_id, start_date, end_date, status,
+		total_amount, currency, expires_at, created_at, updated_at)
+		SELECT id, listing_id, renter_id, owner_id, start_date, end_date, status, total_amount, currency,
+			expires_at, created_at, updated_at FROM ok ORDER BY listing_id, start_date
+		ON CONFLICT ON CONSTRAINT bookings_no_overlap DO NOTHING RETURNING id),
+	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
+		SELECT v.hid, v.id, v.from_status, v.status, v.cause, v.source, v.source_ref, v.actor_id, v.created_at
+		FROM v JOIN b ON b.id = v.id),
+	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
+	values(`(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`, evs)
+	sb.WriteString(`),
+	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
+		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
+		FROM ev JOIN b ON b.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
+	if len(outs) > 0 {
+		sb.WriteString(`,
+	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
+		values(`(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`, outs)
+		sb.WriteString(`),
+	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
+		FROM ov JOIN b ON b.id = ov.booking_id ON CONFLICT (id) DO NOTHING)`)
+	}
+	sb.WriteString(`
+	SELECT v.id, b.id IS NOT NULL AS inserted, ok.id IS NOT NULL AS held
+		FROM v LEFT JOIN b ON b.id = v.id LEFT JOIN ok ON ok.id = v.id`)
+	var res []struct {
+		ID       string `db:"id"`
+		Inserted bool   `db:"inserted"`
+		Held     bool   `db:"held"`
+	}
+	if err := Select(ctx, q, &res, sb.String(), args...); err != nil {
+		return nil, fmt.Errorf("insert bookings: %w", err)
+	}
+	out := make(map[string]insertOutcome, len(res))
+	for _, r := range res {
+		out[r.ID] = insertOutcome{inserted: r.Inserted, held: r.Held}
+	}
+	return out, nil
+}
+
+// historyRow is a new booking's first history row as insertBookings' VALUES
+// list carries it (its to_status is the booking's status).
+func historyRow(h *HistoryEntry) []any {
+	return []any{h.ID, h.FromStatus, h.Cause, h.Source, h.SourceRef, h.ActorID}
+}
