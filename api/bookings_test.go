@@ -51,7 +51,7 @@ func TestCreateBooking(t *testing.T) {
 			return a.count(`SELECT count(*) FROM outbox WHERE id = ? AND sent_at IS NOT NULL`, "booking:expire:"+b.ID) == 1
 		})
 		// So is the booking.created event's notify task, at once: not left
-		// for the outbox poll (OUTBOX_SWEEP_GRACE later).
+		// for the outbox poll (OUTBOX_POLL_INTERVAL later).
 		var eventID string
 		if err := store.Get(context.Background(), db, &eventID,
 			`SELECT id FROM domain_events WHERE subject_id = ? AND type = 'booking.created'`, b.ID); err != nil {

@@ -307,16 +307,25 @@ func (s *Server) completeUpload(c *gin.Context) {
 		}
 		if to == store.UploadProcessing {
 			m, err := thumbnailTask(ctx, tx, u.ID)
+			if err != nil {
+				return err
+			}
 			msgs = append(msgs, m)
-			return err
 		}
 		return nil
 	})
-	if err != nil && portal.ErrorCode(err) != portal.ECONFLICT { // a concurrent complete won: answer its result
+	switch {
+	case err == nil:
+		// Only what committed is published: an attempt that failed (a
+		// concurrent complete won, or the commit itself was refused) wrote
+		// no outbox row, and its task would thumbnail an upload whose type
+		// and size were never saved.
+		s.deps.Relay.Publish(ctx, msgs...)
+	case portal.ErrorCode(err) != portal.ECONFLICT:
 		renderError(c, err)
 		return
 	}
-	s.deps.Relay.Publish(ctx, msgs...)
+	// Done here, or by a concurrent complete that won: answer the result.
 	if u, err = store.GetUpload(ctx, s.deps.DB, u.ID); err != nil {
 		renderError(c, err)
 		return
