@@ -312,14 +312,20 @@ func (w *Worker) driftEvent(ctx context.Context, in payments.Intent) (payments.E
 	return ev, true, nil
 }
 
-// storeAndApply stores an event (source reconcile) with its outbox row,
-// then applies it at once; the task it also enqueued finds it processed.
+// storeAndApply stores an event (source reconcile) with its outbox row in
+// one transaction, then applies it at once; its task, which the outbox poll
+// relays, finds it processed.
 func (w *Worker) storeAndApply(ctx context.Context, ev payments.Event, rep *ReconcileReport) error {
 	en, err := eventEntry(ev, store.EventSourceReconcile, store.Now())
 	if err != nil {
 		return err
 	}
-	inserted, err := store.InsertStripeEvent(ctx, w.deps.DB, en.Event, en.Task)
+	var inserted bool
+	err = w.deps.DB.InTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		inserted, err = store.InsertStripeEvent(ctx, tx, en.Event, en.Task)
+		return err
+	})
 	if err != nil {
 		return err
 	}
