@@ -293,48 +293,21 @@ func transitionsOneStatement(ctx context.Context, q Queryer, ts []*transition) (
 			outs = append(outs, append([]any{t.old.ID}, outboxArgs(m, t.new.UpdatedAt)...))
 		}
 	}
-	var sb strings.Builder
-	var args []any
-	values := func(types string, rows [][]any) {
-		for i, r := range rows {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(types)
-			args = append(args, r...)
-		}
-	}
-	sb.WriteString(`WITH v (id, from_status, to_status, before_dispute, updated_at,
+	var st batchStatement
+	st.WriteString(`WITH v (id, from_status, to_status, before_dispute, updated_at,
 		hid, cause, source, source_ref, actor_id) AS (VALUES `)
-	values(`(?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text)`, moves)
-	sb.WriteString(`),
+	st.values(`(?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text)`, moves)
+	st.WriteString(`),
 	u AS (UPDATE bookings b SET status = v.to_status, status_before_dispute = v.before_dispute, updated_at = v.updated_at
 		FROM v WHERE b.id = v.id AND b.status = v.from_status RETURNING b.id),
 	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
 		SELECT v.hid, v.id, v.from_status, v.to_status, v.cause, v.source, v.source_ref, v.actor_id, v.updated_at
 		FROM v JOIN u ON u.id = v.id)`)
-	if len(evs) > 0 {
-		sb.WriteString(`,
-	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
-		values(`(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`, evs)
-		sb.WriteString(`),
-	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
-		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
-		FROM ev JOIN u ON u.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
-	}
-	if len(outs) > 0 {
-		sb.WriteString(`,
-	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
-		values(`(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`, outs)
-		sb.WriteString(`),
-	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
-		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
-		FROM ov JOIN u ON u.id = ov.booking_id ON CONFLICT (id) DO NOTHING)`)
-	}
-	sb.WriteString(`
+	st.eventsAndOutbox("u", evs, outs)
+	st.WriteString(`
 	SELECT id FROM u`)
 	var ids []string
-	if err := Select(ctx, q, &ids, sb.String(), args...); err != nil {
+	if err := Select(ctx, q, &ids, st.String(), st.args...); err != nil {
 		return nil, err
 	}
 	moved = make(map[string]bool, len(ids))
@@ -353,4 +326,47 @@ func BookingHistory(ctx context.Context, q Queryer, bookingID string) ([]History
 		return nil, fmt.Errorf("booking %s history: %w", bookingID, err)
 	}
 	return h, nil
+}
+
+// batchStatement builds a statement that writes many rows from VALUES
+// lists, with its arguments.
+type batchStatement struct {
+	strings.Builder
+	args []any
+}
+
+// values writes rows as a VALUES list, each row as types (its placeholders).
+func (st *batchStatement) values(types string, rows [][]any) {
+	for i, r := range rows {
+		if i > 0 {
+			st.WriteString(", ")
+		}
+		st.WriteString(types)
+		st.args = append(st.args, r...)
+	}
+}
+
+// eventsAndOutbox writes the statement's domain events (evs: booking ID,
+// then the event's columns) and outbox rows (outs: booking ID, then the
+// row's columns), each written only if its booking is in the CTE written
+// (which returns id).
+func (st *batchStatement) eventsAndOutbox(written string, evs, outs [][]any) {
+	if len(evs) > 0 {
+		st.WriteString(`,
+	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
+		st.values(`(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`, evs)
+		st.WriteString(`),
+	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
+		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
+		FROM ev JOIN ` + written + ` w ON w.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
+	}
+	if len(outs) > 0 {
+		st.WriteString(`,
+	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
+		st.values(`(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`, outs)
+		st.WriteString(`),
+	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
+		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
+		FROM ov JOIN ` + written + ` w ON w.id = ov.booking_id ON CONFLICT (id) DO NOTHING)`)
+	}
 }

@@ -251,22 +251,12 @@ func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (
 			outs = append(outs, append([]any{p.b.ID}, outboxArgs(m, p.b.CreatedAt)...))
 		}
 	}
-	var sb strings.Builder
-	var args []any
-	values := func(types string, rows [][]any) {
-		for i, r := range rows {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(types)
-			args = append(args, r...)
-		}
-	}
-	sb.WriteString(`WITH v (id, listing_id, renter_id, owner_id, start_date, end_date, status, total_amount, currency,
+	var st batchStatement
+	st.WriteString(`WITH v (id, listing_id, renter_id, owner_id, start_date, end_date, status, total_amount, currency,
 		expires_at, created_at, updated_at, price_per_day, hid, from_status, cause, source, source_ref, actor_id) AS (VALUES `)
-	values(`(?::text, ?::text, ?::text, ?::text, ?::date, ?::date, ?::text, ?::bigint, ?::text, ?::timestamptz,
+	st.values(`(?::text, ?::text, ?::text, ?::text, ?::date, ?::date, ?::text, ?::bigint, ?::text, ?::timestamptz,
 		?::timestamptz, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text)`, rows)
-	sb.WriteString(`),
+	st.WriteString(`),
 	l AS (SELECT id, price_per_day, currency FROM listings
 		WHERE id IN (SELECT listing_id FROM v) AND deleted_at IS NULL AND active ORDER BY id FOR SHARE),
 	ok AS (SELECT v.* FROM v JOIN l ON l.id = v.listing_id AND l.price_per_day = v.price_per_day AND l.currency = v.currency),
@@ -277,23 +267,9 @@ func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (
 		ON CONFLICT ON CONSTRAINT bookings_no_overlap DO NOTHING RETURNING id),
 	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
 		SELECT v.hid, v.id, v.from_status, v.status, v.cause, v.source, v.source_ref, v.actor_id, v.created_at
-		FROM v JOIN b ON b.id = v.id),
-	ev (booking_id, id, type, subject_type, subject_id, data, created_at) AS (VALUES `)
-	values(`(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz)`, evs)
-	sb.WriteString(`),
-	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
-		SELECT ev.id, ev.type, ev.subject_type, ev.subject_id, ev.data, ev.created_at
-		FROM ev JOIN b ON b.id = ev.booking_id ON CONFLICT (id) DO NOTHING)`)
-	if len(outs) > 0 {
-		sb.WriteString(`,
-	ov (booking_id, id, task_type, payload, process_at, created_at) AS (VALUES `)
-		values(`(?::text, ?::text, ?::text, ?::bytea, ?::timestamptz, ?::timestamptz)`, outs)
-		sb.WriteString(`),
-	o AS (INSERT INTO outbox (id, task_type, payload, process_at, created_at)
-		SELECT ov.id, ov.task_type, ov.payload, ov.process_at, ov.created_at
-		FROM ov JOIN b ON b.id = ov.booking_id ON CONFLICT (id) DO NOTHING)`)
-	}
-	sb.WriteString(`
+		FROM v JOIN b ON b.id = v.id)`)
+	st.eventsAndOutbox("b", evs, outs)
+	st.WriteString(`
 	SELECT v.id, b.id IS NOT NULL AS inserted, ok.id IS NOT NULL AS held
 		FROM v LEFT JOIN b ON b.id = v.id LEFT JOIN ok ON ok.id = v.id`)
 	var res []struct {
@@ -301,7 +277,7 @@ func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (
 		Inserted bool   `db:"inserted"`
 		Held     bool   `db:"held"`
 	}
-	if err := Select(ctx, q, &res, sb.String(), args...); err != nil {
+	if err := Select(ctx, q, &res, st.String(), st.args...); err != nil {
 		return nil, fmt.Errorf("insert bookings: %w", err)
 	}
 	out := make(map[string]insertOutcome, len(res))
