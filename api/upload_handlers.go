@@ -326,8 +326,15 @@ func (s *Server) completeUpload(c *gin.Context) {
 		return
 	}
 	// Done here, or by a concurrent complete that won: answer the result.
+	conflict := err
 	if u, err = store.GetUpload(ctx, s.deps.DB, u.ID); err != nil {
 		renderError(c, err)
+		return
+	}
+	if conflict != nil && u.Status == store.UploadPending {
+		// Nobody completed it (the commit was refused): say so, the
+		// client completes it again.
+		renderError(c, conflict)
 		return
 	}
 	s.renderUpload(c, status, u)
