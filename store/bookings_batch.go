@@ -30,8 +30,9 @@ type Bookings struct {
 }
 
 // Batches of new bookings: one on its way at a time (see transitionSlots),
-// and how many bookings one may carry (each takes 37 of the statement's
-// parameters).
+// and how many bookings one may carry (each takes 38–44 of the statement's
+// parameters, with its two or three outbox messages; PostgreSQL allows
+// 65,535).
 const (
 	createSlots    = 1
 	createMaxBatch = 64
