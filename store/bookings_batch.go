@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rentalportal/portal"
-	"github.com/rentalportal/portal/internal/batch"
 )
 
 // Bookings creates the bookings of concurrent callers (the API's requests)
@@ -26,7 +24,7 @@ import (
 // it is CreateBooking.
 type Bookings struct {
 	db    *DB
-	batch *batch.Batcher[*createCall]
+	batch *batched[NewBooking, CreateResult]
 }
 
 // Batches of new bookings: one on its way at a time (see transitionSlots),
@@ -38,12 +36,6 @@ const (
 	createMaxBatch = 64
 )
 
-type createCall struct {
-	ctx context.Context
-	nb  NewBooking
-	CreateResult
-}
-
 // CreateResult is what CreateBooking returns.
 type CreateResult struct {
 	Booking *Booking
@@ -53,9 +45,13 @@ type CreateResult struct {
 
 // NewBookings returns the batched booking creation of db.
 func NewBookings(db *DB) *Bookings {
-	c := &Bookings{db: db}
-	c.batch = batch.New(createSlots, createMaxBatch, c.run)
-	return c
+	alone := func(ctx context.Context, nb NewBooking) CreateResult {
+		b, h, err := CreateBooking(ctx, db, nb)
+		return CreateResult{Booking: b, History: h, Err: err}
+	}
+	many := func(ctx context.Context, nbs []NewBooking) []CreateResult { return CreateBookings(ctx, db, nbs) }
+	failed := func(err error) CreateResult { return CreateResult{Err: err} }
+	return &Bookings{db: db, batch: newBatched(createSlots, createMaxBatch, alone, many, failed)}
 }
 
 // Create is CreateBooking, batched with concurrent calls.
@@ -63,75 +59,8 @@ func (c *Bookings) Create(ctx context.Context, nb NewBooking) (*Booking, []Histo
 	if c.db.Engine != Postgres {
 		return CreateBooking(ctx, c.db, nb)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	call := &createCall{ctx: ctx, nb: nb, CreateResult: CreateResult{Err: errNotRun}}
-	c.batch.Do(call)
-	return call.Booking, call.History, call.Err
-}
-
-func (c *Bookings) run(calls []*createCall) {
-	if len(calls) == 1 {
-		k := calls[0]
-		k.Booking, k.History, k.Err = CreateBooking(k.ctx, c.db, k.nb)
-		return
-	}
-	ctxs := make([]context.Context, len(calls))
-	for i, k := range calls {
-		ctxs[i] = k.ctx
-	}
-	ctx, cancel, live := batchContext(ctxs, transitionTimeout)
-	defer cancel()
-	var todo []*createCall
-	var nbs []NewBooking
-	for i, k := range calls {
-		if live[i] {
-			todo = append(todo, k)
-			nbs = append(nbs, k.nb)
-		} else {
-			k.Err = k.ctx.Err()
-		}
-	}
-	for i, r := range CreateBookings(ctx, c.db, nbs) {
-		todo[i].CreateResult = r
-	}
-}
-
-// batchContext is the context a batch serving callers with contexts ctxs
-// runs under: none of theirs (it serves all of them), but within the latest
-// of their deadlines and at most limit from now. live says which callers
-// are still waiting (their context has not ended); with none, ctx is
-// already cancelled.
-func batchContext(ctxs []context.Context, limit time.Duration) (ctx context.Context, cancel context.CancelFunc, live []bool) {
-	live = make([]bool, len(ctxs))
-	deadline := time.Now().Add(limit)
-	var latest time.Time
-	var first context.Context
-	for i, c := range ctxs {
-		if c.Err() != nil {
-			continue
-		}
-		live[i] = true
-		if first == nil {
-			first = c
-		}
-		if dl, ok := c.Deadline(); ok && dl.After(latest) {
-			latest = dl
-		} else if !ok {
-			latest = deadline
-		}
-	}
-	if first == nil {
-		ctx, cancel = context.WithCancel(context.Background())
-		cancel()
-		return ctx, cancel, live
-	}
-	if latest.Before(deadline) {
-		deadline = latest
-	}
-	ctx, cancel = context.WithDeadline(context.WithoutCancel(first), deadline)
-	return ctx, cancel, live
+	r := c.batch.do(ctx, nb)
+	return r.Booking, r.History, r.Err
 }
 
 // plannedBooking is a booking of a batch, ready to write.

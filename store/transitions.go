@@ -3,15 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
-	"github.com/rentalportal/portal/internal/batch"
 )
 
 // Transitions applies the transitions of concurrent callers (a worker's
@@ -25,7 +22,7 @@ import (
 // is TransitionBooking.
 type Transitions struct {
 	db    *DB
-	batch *batch.Batcher[*transitionCall]
+	batch *batched[TransitionRequest, TransitionResult]
 }
 
 // Batches of transitions: how many may be on their way at once, and how
@@ -38,9 +35,6 @@ type Transitions struct {
 const (
 	transitionSlots    = 1
 	transitionMaxBatch = 64
-	// transitionTimeout bounds one batch: it serves several callers, so it
-	// does not end with any one caller's context.
-	transitionTimeout = 30 * time.Second
 )
 
 // TransitionRequest is one transition of a batch: TransitionBooking's
@@ -59,20 +53,17 @@ type TransitionResult struct {
 	Err     error
 }
 
-type transitionCall struct {
-	ctx context.Context
-	TransitionRequest
-	TransitionResult
-}
-
-// errNotRun answers a transition whose batch failed before answering it.
-var errNotRun = errors.New("the batch carrying this transition failed")
-
 // NewTransitions returns the batched transitions of db.
 func NewTransitions(db *DB) *Transitions {
-	t := &Transitions{db: db}
-	t.batch = batch.New(transitionSlots, transitionMaxBatch, t.run)
-	return t
+	alone := func(ctx context.Context, r TransitionRequest) TransitionResult {
+		b, err := TransitionBooking(ctx, db, r.ID, r.Event, r.Source, r.Check)
+		return TransitionResult{Booking: b, Err: err}
+	}
+	many := func(ctx context.Context, reqs []TransitionRequest) []TransitionResult {
+		return TransitionBookings(ctx, db, reqs)
+	}
+	failed := func(err error) TransitionResult { return TransitionResult{Err: err} }
+	return &Transitions{db: db, batch: newBatched(transitionSlots, transitionMaxBatch, alone, many, failed)}
 }
 
 // Apply is TransitionBooking, batched with concurrent calls.
@@ -80,50 +71,8 @@ func (t *Transitions) Apply(ctx context.Context, id string, ev booking.Event, sr
 	if t.db.Engine != Postgres {
 		return TransitionBooking(ctx, t.db, id, ev, src, check)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c := &transitionCall{ctx: ctx, TransitionRequest: TransitionRequest{ID: id, Event: ev, Source: src, Check: check},
-		TransitionResult: TransitionResult{Err: errNotRun}}
-	t.batch.Do(c)
-	return c.Booking, c.Err
-}
-
-// run applies a batch. A call whose caller stopped waiting (its context
-// ended while it queued) is answered with that and not applied, as it
-// would not have been alone. The batch serves several callers, so it runs
-// under none of their contexts, but within the latest of their deadlines
-// (and transitionTimeout).
-func (t *Transitions) run(calls []*transitionCall) {
-	if len(calls) == 1 {
-		c := calls[0]
-		c.Booking, c.Err = TransitionBooking(c.ctx, t.db, c.ID, c.Event, c.Source, c.Check)
-		return
-	}
-	ctxs := make([]context.Context, len(calls))
-	for i, c := range calls {
-		ctxs[i] = c.ctx
-	}
-	ctx, cancel, waiting := batchContext(ctxs, transitionTimeout)
-	defer cancel()
-	live := calls[:0:0]
-	for i, c := range calls {
-		if waiting[i] {
-			live = append(live, c)
-		} else {
-			c.Err = c.ctx.Err()
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	reqs := make([]TransitionRequest, len(live))
-	for i, c := range live {
-		reqs[i] = c.TransitionRequest
-	}
-	for i, r := range TransitionBookings(ctx, t.db, reqs) {
-		live[i].TransitionResult = r
-	}
+	r := t.batch.do(ctx, TransitionRequest{ID: id, Event: ev, Source: src, Check: check})
+	return r.Booking, r.Err
 }
 
 // TransitionBookings applies a batch of transitions, each answered as
