@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -299,4 +301,76 @@ func (a *activity) finish() string {
 		return "all idle"
 	}
 	return strings.Join(parts, " · ")
+}
+
+// diskProbe times an 8 kB write and fsync of a file of its own every 10 ms
+// while a load runs: how long a commit's WAL flush would have waited on the
+// disk meanwhile. This machine's virtual disk stalls now and then for up to
+// a second (iowait 40-50 %, a few MB/s written), and every durable commit
+// waits with it; the probe tells such a stall from a slow program.
+type diskProbe struct {
+	once sync.Once
+	stop chan struct{}
+	done chan struct{}
+	lat  []time.Duration
+	err  error
+}
+
+// startDiskProbe starts probing a file in dir (on the disk the database
+// writes to, for a local database).
+func startDiskProbe(dir string) *diskProbe {
+	p := &diskProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		f, err := os.CreateTemp(dir, "diskprobe-*")
+		if err != nil {
+			p.err = err
+			return
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		buf := make([]byte, 8<<10)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			start := time.Now()
+			if _, err := f.WriteAt(buf, 0); err != nil {
+				p.err = err
+				return
+			}
+			if err := f.Sync(); err != nil {
+				p.err = err
+				return
+			}
+			p.lat = append(p.lat, time.Since(start))
+		}
+	}()
+	return p
+}
+
+// finish stops the probe (once) and adds its samples to lat (an error, if
+// any, to err).
+func (p *diskProbe) finish(lat *[]time.Duration, err *error) {
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
+	*lat = append(*lat, p.lat...)
+	if p.err != nil && *err == nil {
+		*err = p.err
+	}
+}
+
+// describeDisk: "fsync p99 X, max Y" of a probe's samples.
+func describeDisk(lat []time.Duration, err error) string {
+	switch {
+	case err != nil:
+		return "probe failed: " + err.Error()
+	case len(lat) == 0:
+		return "no sample"
+	}
+	return fmt.Sprintf("fsync p99 %s, max %s", msPrecise(percentile(lat, 0.99)), msPrecise(slices.Max(lat)))
 }
