@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -91,12 +92,27 @@ type createBookingRequest struct {
 // the stay, writes the booking, its first history row and the outbox row of
 // its booking:expire task; after the commit the task is published (or left
 // to the sweeper). Overlapping dates are 409 booking_overlap; booking one's
-// own or an inactive listing is 422 unprocessable.
+// own or an inactive listing is 422 unprocessable. With an Idempotency-Key
+// a retry gets the booking its first attempt made (replayBooking).
 func (s *Server) createBooking(c *gin.Context) {
 	var req createBookingRequest
 	if err := bindJSON(c, &req); err != nil {
 		renderError(c, err)
 		return
+	}
+	key, err := idempotencyKey(c)
+	if err != nil {
+		renderError(c, err)
+		return
+	}
+	p := principal(c)
+	id := store.NewID()
+	if key != "" {
+		id = store.KeyedBookingID(p.UserID, key)
+		// Before the date rules: a retry the next day still finds it.
+		if s.replayBooking(c, id, req, nil) {
+			return
+		}
 	}
 	start, end, err := s.bookingDates(req, booking.DateOf(time.Now(), time.UTC))
 	if err != nil {
@@ -104,8 +120,6 @@ func (s *Server) createBooking(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	p := principal(c)
-	id := store.NewID()
 	expiresAt := store.Now().Add(s.cfg.BookingPaymentTTL)
 	// asynq schedules by whole seconds and would run the task up to a second
 	// before the deadline: round up.
@@ -137,7 +151,10 @@ func (s *Server) createBooking(c *gin.Context) {
 		Outbox: outbox,
 	})
 	if err != nil {
-		renderError(c, err)
+		// A retry that raced its first attempt finds it now.
+		if key == "" || !s.replayBooking(c, id, req, err) {
+			renderError(c, err)
+		}
 		return
 	}
 	s.publish(ctx, b.Outbox...) // msgs and the booking.created notify task
@@ -146,6 +163,54 @@ func (s *Server) createBooking(c *gin.Context) {
 	payment := s.startPayment(ctx, b)
 	c.Header("Location", "/api/v1/bookings/"+b.ID)
 	c.JSON(http.StatusCreated, bookingView(b, history, payment))
+}
+
+// headerIdempotencyKey makes POST /bookings safe to retry (Stripe's
+// convention): requests of one caller with the same key make at most one
+// booking, and each is answered with it.
+const headerIdempotencyKey = "Idempotency-Key"
+
+// idempotencyKey returns the request's Idempotency-Key ("" if none): 1 to
+// 255 visible ASCII characters.
+func idempotencyKey(c *gin.Context) (string, error) {
+	k := c.GetHeader(headerIdempotencyKey)
+	if len(k) > 255 || strings.ContainsFunc(k, func(r rune) bool { return r < '!' || r > '~' }) {
+		return "", &portal.Error{Code: portal.EVALIDATION, Message: "the request has invalid fields",
+			Details: []portal.FieldError{{Field: headerIdempotencyKey, Message: "must be 1 to 255 visible ASCII characters"}}}
+	}
+	return k, nil
+}
+
+// replayBooking answers a POST /bookings whose Idempotency-Key names a
+// booking that exists (id is store.KeyedBookingID): 201 with the booking as
+// it is now, marked Idempotent-Replayed, if the request asks for its
+// listing and dates, or 422 if the key was used for another request. It
+// reports whether it answered. cause, if set, is the creation's error: only
+// an overlap or a taken ID can mean the booking exists, and otherwise, or
+// with no booking of that ID (the dates overlap somebody else's), the
+// caller answers cause.
+func (s *Server) replayBooking(c *gin.Context, id string, req createBookingRequest, cause error) bool {
+	if code := portal.ErrorCode(cause); cause != nil && code != portal.EOVERLAP && code != portal.EDUPLICATE {
+		return false
+	}
+	b, err := store.GetBooking(c.Request.Context(), s.deps.DB, id)
+	switch {
+	case portal.ErrorCode(err) == portal.ENOTFOUND:
+		return false
+	case err != nil:
+		renderError(c, err)
+		return true
+	case b.RenterID != principal(c).UserID: // the ID is the renter's own: cannot happen
+		return false
+	case b.ListingID != req.ListingID || b.StartDate.String() != req.StartDate || b.EndDate.String() != req.EndDate:
+		renderError(c, portal.Errorf(portal.EUNPROCESSABLE,
+			"this %s was used for another booking request (%s, %s to %s)", headerIdempotencyKey, b.ListingID, b.StartDate, b.EndDate))
+		return true
+	}
+	c.Header("Idempotent-Replayed", "true")
+	c.Header("Location", "/api/v1/bookings/"+b.ID)
+	s.respondBooking(c, b, http.StatusCreated)
+	return true
 }
 
 // paymentFallbackDelay is how long after the inline attempt's timeout the
@@ -231,10 +296,10 @@ func (s *Server) getBooking(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.respondBooking(c, b)
+	s.respondBooking(c, b, http.StatusOK)
 }
 
-func (s *Server) respondBooking(c *gin.Context, b *store.Booking) {
+func (s *Server) respondBooking(c *gin.Context, b *store.Booking, status int) {
 	ctx := c.Request.Context()
 	h, err := store.BookingHistory(ctx, s.deps.DB, b.ID)
 	if err != nil {
@@ -246,7 +311,7 @@ func (s *Server) respondBooking(c *gin.Context, b *store.Booking) {
 		renderError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, bookingView(b, h, paymentView(pays[b.ID], b, principal(c).UserID)))
+	c.JSON(status, bookingView(b, h, paymentView(pays[b.ID], b, principal(c).UserID)))
 }
 
 // visibleBooking loads the booking of the path if the caller may see it.
@@ -343,5 +408,5 @@ func (s *Server) cancelBooking(c *gin.Context) {
 		return
 	}
 	s.publish(ctx, b.Outbox...) // the booking.cancelled notifications, and booking:refund if it was paid
-	s.respondBooking(c, b)
+	s.respondBooking(c, b, http.StatusOK)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,6 +220,124 @@ func TestConcurrentBookings(t *testing.T) {
 		}
 		if n := a.count(`SELECT count(*) FROM domain_events`); n != 2 {
 			t.Fatalf("%d domain events, want 2", n)
+		}
+	})
+}
+
+// TestIdempotentBooking: requests of one renter with one Idempotency-Key
+// make one booking, and every one of them, concurrent or later, is
+// answered with it; the key with other dates is refused; another renter's
+// same key is another booking; a malformed key is a field error.
+func TestIdempotentBooking(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		a := newTestAPI(t, db)
+		owner, renter, other := a.signup("owner"), a.signup("renter"), a.signup("renter")
+		l := a.listing(owner, 1000)
+		post := func(acc account, key string, start, end booking.Date) (response, error) {
+			return a.tryWith("POST", "/api/v1/bookings", acc.Token,
+				http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {key}}, bookingBody(l.ID, start, end))
+		}
+		created := func(r response, err error) api.BookingView {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+			expect(t, r, http.StatusCreated)
+			var b api.BookingView
+			r.decode(t, &b)
+			if r.Header.Get("Location") != "/api/v1/bookings/"+b.ID {
+				t.Fatalf("Location %q for booking %s", r.Header.Get("Location"), b.ID)
+			}
+			return b
+		}
+		rows := func(id string) (bookings, history, events int) {
+			return a.count(`SELECT count(*) FROM bookings WHERE id = ?`, id),
+				a.count(`SELECT count(*) FROM booking_history WHERE booking_id = ?`, id),
+				a.count(`SELECT count(*) FROM domain_events WHERE subject_id = ?`, id)
+		}
+
+		r, err := post(renter, "order-1", day(1), day(3))
+		first := created(r, err)
+		if first.ID != store.KeyedBookingID(renter.ID, "order-1") || r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("first answer: booking %s, Idempotent-Replayed %q", first.ID, r.Header.Get("Idempotent-Replayed"))
+		}
+		r, err = post(renter, "order-1", day(1), day(3))
+		again := created(r, err)
+		if again.ID != first.ID || r.Header.Get("Idempotent-Replayed") != "true" || len(again.History) != 1 {
+			t.Fatalf("retry: %+v, Idempotent-Replayed %q", again, r.Header.Get("Idempotent-Replayed"))
+		}
+		if b, h, e := rows(first.ID); b != 1 || h != 1 || e != 1 {
+			t.Fatalf("after the retry: %d bookings, %d history rows, %d events; want 1 each", b, h, e)
+		}
+
+		// The key names that request: other dates with it are refused, and
+		// write nothing.
+		r, err = post(renter, "order-1", day(5), day(7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, r, http.StatusUnprocessableEntity)
+		if n := a.count(`SELECT count(*) FROM bookings WHERE listing_id = ?`, l.ID); n != 1 {
+			t.Fatalf("%d bookings of the listing, want 1", n)
+		}
+		// Another renter's key of the same text is theirs.
+		r, err = post(other, "order-1", day(5), day(7))
+		if b := created(r, err); b.ID == first.ID || b.RenterID != other.ID {
+			t.Fatalf("other renter's booking = %+v", b)
+		}
+		// Cancelled since, the booking is still the key's answer: no new one.
+		expect(t, a.do("POST", "/api/v1/bookings/"+first.ID+"/cancel", renter.Token, nil), http.StatusOK)
+		r, err = post(renter, "order-1", day(1), day(3))
+		if b := created(r, err); b.ID != first.ID || b.Status != booking.Cancelled {
+			t.Fatalf("retry after cancel = %+v", b)
+		}
+
+		// Concurrent requests with one key: one booking, every answer it.
+		const n = 20
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r, err := post(renter, "order-2", day(10), day(12))
+				var b api.BookingView
+				switch {
+				case err != nil:
+					t.Error(err)
+				case r.Status != http.StatusCreated:
+					t.Errorf("request %d: %d %s", i, r.Status, r.Body)
+				case json.Unmarshal(r.Body, &b) != nil:
+					t.Errorf("request %d: body %s", i, r.Body)
+				}
+				ids[i] = b.ID
+			}()
+		}
+		close(start)
+		wg.Wait()
+		want := store.KeyedBookingID(renter.ID, "order-2")
+		for i, id := range ids {
+			if id != want {
+				t.Fatalf("request %d answered booking %q, want %s", i, id, want)
+			}
+		}
+		if b, h, e := rows(want); b != 1 || h != 1 || e != 1 {
+			t.Fatalf("concurrent: %d bookings, %d history rows, %d events; want 1 each", b, h, e)
+		}
+
+		// Malformed keys.
+		for _, key := range []string{"has space", strings.Repeat("k", 256)} {
+			r, err := post(renter, key, day(20), day(21))
+			if err != nil {
+				t.Fatal(err)
+			}
+			expect(t, r, http.StatusBadRequest)
+			if e := r.errorBody(t); e.Code != "validation_failed" || len(e.Details) != 1 || e.Details[0].Field != "Idempotency-Key" {
+				t.Fatalf("key %.20q: %+v", key, e)
+			}
 		}
 	})
 }

@@ -105,6 +105,12 @@ func (a *testAPI) doType(method, path, token, contentType string, body any) resp
 // try is doType that returns transport errors instead of failing the test,
 // for goroutines (which must not call t.Fatal).
 func (a *testAPI) try(method, path, token, contentType string, body any) (response, error) {
+	return a.tryWith(method, path, token, http.Header{"Content-Type": {contentType}}, body)
+}
+
+// tryWith is try with request headers of the caller's (Content-Type, sent
+// only with a body, among them).
+func (a *testAPI) tryWith(method, path, token string, hdr http.Header, body any) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -123,8 +129,10 @@ func (a *testAPI) try(method, path, token, contentType string, body any) (respon
 	if err != nil {
 		return response{}, err
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", contentType)
+	for k, v := range hdr {
+		if k != "Content-Type" || rd != nil {
+			req.Header[k] = v
+		}
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -180,10 +180,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		s.securityWatch)
 	if len(cfg.CORSOrigins) > 0 {
 		r.Use(cors.New(cors.Config{
-			AllowOrigins:     cfg.CORSOrigins,
-			AllowMethods:     []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"},
-			AllowHeaders:     []string{"Authorization", "Content-Type", HeaderRequestID, "Idempotency-Key"},
-			ExposeHeaders:    []string{HeaderRequestID, "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"},
+			AllowOrigins: cfg.CORSOrigins,
+			AllowMethods: []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"},
+			AllowHeaders: []string{"Authorization", "Content-Type", HeaderRequestID, headerIdempotencyKey},
+			ExposeHeaders: []string{HeaderRequestID, "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+				"Location", "Idempotent-Replayed"},
 			AllowCredentials: false,
 			MaxAge:           12 * time.Hour,
 		}))

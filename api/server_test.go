@@ -158,9 +158,17 @@ func TestCORS(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, Config{CORSOrigins: []string{"https://app.example.com"}}, nil)
 	w := do(s, "OPTIONS", "/api/v1/bookings", "", map[string]string{"Origin": "https://app.example.com",
-		"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"})
+		"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type,idempotency-key"})
 	if got := w.Header().Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
 		t.Errorf("allowed origin: %q (%d)", got, w.Code)
+	}
+	// A browser client may read where its booking is, and that it was
+	// replayed.
+	w = do(s, "GET", "/health/liveness", "", map[string]string{"Origin": "https://app.example.com"})
+	for _, h := range []string{"Location", "Idempotent-Replayed", "X-Request-Id"} {
+		if !strings.Contains(strings.ToLower(w.Header().Get("Access-Control-Expose-Headers")), strings.ToLower(h)) {
+			t.Errorf("Access-Control-Expose-Headers %q lacks %s", w.Header().Get("Access-Control-Expose-Headers"), h)
+		}
 	}
 	w = do(s, "OPTIONS", "/api/v1/bookings", "", map[string]string{"Origin": "https://evil.example.com",
 		"Access-Control-Request-Method": "POST"})

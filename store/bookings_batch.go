@@ -109,7 +109,17 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 		return out
 	}
 	var planned []*plannedBooking
+	// A booking ID asked for twice in one batch (a client's retry with the
+	// same Idempotency-Key while the first is on its way): the first goes
+	// in the batch, the others alone after it, to find it there.
+	seen := make(map[string]bool, len(nbs))
+	var again []int
 	for i, nb := range nbs {
+		if seen[nb.ID] {
+			again = append(again, i)
+			continue
+		}
+		seen[nb.ID] = true
 		l, ok := listings[nb.ListingID]
 		if !ok {
 			out[i].Err = portal.WrapError(portal.ENOTFOUND, sql.ErrNoRows, "listing not found")
@@ -130,6 +140,11 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 		}
 		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
 	}
+	defer func() {
+		for _, i := range again {
+			alone(i)
+		}
+	}()
 	if len(planned) == 0 {
 		return out
 	}

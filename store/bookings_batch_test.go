@@ -118,6 +118,38 @@ func TestCreateBookingsRefusedBatchGoesOneByOne(t *testing.T) {
 	})
 }
 
+// One booking ID asked for twice in a batch (a client's retries with one
+// Idempotency-Key): it is written once, with one history row and one
+// event, and the second ask is answered as a retry alone would be.
+func TestCreateBookingsSameIDTwice(t *testing.T) {
+	t.Parallel()
+	testkit.Engines(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
+		l := newListing(t, db, owner.ID, "Raft", 900)
+		id := store.KeyedBookingID(renter.ID, "retry")
+		nb := newBooking(id, l.ID, renter.ID, day(t, 1), day(t, 3))
+		other := newBooking(store.NewID(), l.ID, renter.ID, day(t, 5), day(t, 6))
+		results := store.CreateBookings(ctx, db, []store.NewBooking{nb, other, nb})
+		if results[0].Err != nil || results[0].Booking == nil || results[1].Err != nil {
+			t.Fatalf("first ask and the other booking: %+v, %+v", results[0], results[1])
+		}
+		if code := portal.ErrorCode(results[2].Err); code != portal.EOVERLAP && code != portal.EDUPLICATE {
+			t.Fatalf("second ask: %+v, want %s or %s", results[2], portal.EOVERLAP, portal.EDUPLICATE)
+		}
+		for table, n := range map[string]int{
+			`SELECT count(*) FROM bookings WHERE id = ?`:                    1,
+			`SELECT count(*) FROM booking_history WHERE booking_id = ?`:     1,
+			`SELECT count(*) FROM domain_events WHERE subject_id = ?`:       1,
+			`SELECT count(*) FROM outbox WHERE id = 'booking:expire:' || ?`: 1,
+		} {
+			if got := countRows(t, db, table, id); got != n {
+				t.Errorf("%s: %d, want %d", table, got, n)
+			}
+		}
+	})
+}
+
 // The batch's write checks each listing still takes bookings at the price
 // read: a stale read writes nothing and says so (CreateBookings then books
 // it alone, from a fresh read).
