@@ -173,8 +173,9 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 	return out
 }
 
-// errOverlap is the cause of a batched booking's EOVERLAP (alone, it is the
-// database's exclusion violation).
+// errOverlap is the cause of an EOVERLAP whose insert PostgreSQL skipped
+// (ON CONFLICT DO NOTHING: its dates overlap a booking that holds them, or
+// its ID is taken).
 var errOverlap = errors.New("bookings_no_overlap: the insert was skipped")
 
 type insertOutcome struct{ inserted, held bool }
@@ -183,11 +184,12 @@ type insertOutcome struct{ inserted, held bool }
 // locks their listings FOR SHARE and checks each still takes bookings at the
 // price and currency read; a booking whose listing does not hold, or whose
 // dates overlap one that holds them (in the table or earlier in the batch),
-// is skipped with nothing of it written. The outcome says, by booking ID,
+// or whose ID is taken, is skipped with nothing of it written. The outcome
+// says, by booking ID,
 // which were written and whose listings held.
 func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (map[string]insertOutcome, error) {
 	// Inserted in (listing, start date) order, the order in which concurrent
-	// batches of other API processes insert theirs too.
+	// batches (of this API process and of others) insert theirs too.
 	planned = slices.Clone(planned)
 	slices.SortFunc(planned, func(a, b *plannedBooking) int {
 		if c := strings.Compare(a.b.ListingID, b.b.ListingID); c != 0 {
@@ -216,7 +218,7 @@ func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (
 		total_amount, currency, expires_at, created_at, updated_at)
 		SELECT id, listing_id, renter_id, owner_id, start_date, end_date, status, total_amount, currency,
 			expires_at, created_at, updated_at FROM ok ORDER BY listing_id, start_date
-		ON CONFLICT ON CONSTRAINT bookings_no_overlap DO NOTHING RETURNING id),
+		ON CONFLICT DO NOTHING RETURNING id),
 	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
 		SELECT v.hid, v.id, v.from_status, v.status, v.cause, v.source, v.source_ref, v.actor_id, v.created_at
 		FROM v JOIN b ON b.id = v.id)`)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rentalportal/portal"
 	"github.com/rentalportal/portal/booking"
@@ -148,6 +149,75 @@ func TestCreateBookingsSameIDTwice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A booking created alone while a batch is on its way, overlapping the
+// batch's first booking and its next, does not deadlock with it: the lone
+// insert waits for the batch before it holds anything the batch needs
+// (both skip conflicts, ON CONFLICT DO NOTHING), and is then refused as an
+// overlap. A failing plain insert held its index entry while waiting, the
+// batch's next insert waited for that, and PostgreSQL broke the deadlock
+// after deadlock_timeout by failing one of them.
+func TestLoneInsertWaitsForBatchWithoutDeadlock(t *testing.T) {
+	t.Parallel()
+	db := testkit.Postgres(t)
+	ctx := context.Background()
+	owner, renter := newUser(t, db, "owner"), newUser(t, db, "renter")
+	l := newListing(t, db, owner.ID, "Punt", 800)
+	batch, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer batch.Rollback()
+	lone, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lone.Rollback()
+	var lonePID int
+	if err := lone.GetContext(ctx, &lonePID, `SELECT pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+
+	first := newBooking(store.NewID(), l.ID, renter.ID, day(t, 1), day(t, 6))
+	if ins, err := store.InsertBookingsIn(ctx, db, batch, first); err != nil || !ins[first.ID] {
+		t.Fatalf("batch's first booking: %v, %v", ins, err)
+	}
+	middle := newBooking(store.NewID(), l.ID, renter.ID, day(t, 5), day(t, 8))
+	type result struct {
+		inserted bool
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ins, err := store.InsertBookingAloneIn(ctx, db, lone, middle)
+		done <- result{ins, err}
+	}()
+	// Until the lone insert waits for the batch's transaction.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting string
+		if err := store.Get(ctx, db, &waiting, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = ?`, lonePID); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == "Lock" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lone insert never waited for the batch (wait event %q)", waiting)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	next := newBooking(store.NewID(), l.ID, renter.ID, day(t, 7), day(t, 9))
+	if ins, err := store.InsertBookingsIn(ctx, db, batch, next); err != nil || !ins[next.ID] {
+		t.Fatalf("batch's next booking: %v, %v", ins, err)
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.inserted || portal.ErrorCode(r.err) != portal.EOVERLAP {
+		t.Fatalf("lone booking: inserted %v, %v; want %s", r.inserted, r.err, portal.EOVERLAP)
+	}
 }
 
 // The batch's write checks each listing still takes bookings at the price

@@ -225,7 +225,13 @@ const (
 // insertBookingIfListingHolds is writeNewBooking on PostgreSQL in one
 // statement that first locks the listing FOR SHARE and checks it still
 // takes bookings at the price and currency read (l); inserted is false,
-// with nothing written, when it does not.
+// with nothing written, when it does not. Dates that overlap a booking
+// that holds them (or an ID already taken: a retry with an Idempotency-Key)
+// are EOVERLAP, with nothing written. The insert skips the conflict
+// (ON CONFLICT DO NOTHING), as a batch's does, rather than failing on it:
+// a failing insert keeps its index entry while it waits for the booking it
+// overlaps, and a batch inserting next to both then waits for it in turn,
+// a deadlock that PostgreSQL breaks only after deadlock_timeout (1 s).
 func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBook, b *Booking, h *HistoryEntry, ev event.Event) (inserted bool, err error) {
 	eArgs, err := eventArgs(ev)
 	if err != nil {
@@ -238,7 +244,7 @@ func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBoo
 	b AS (INSERT INTO bookings (id, listing_id, renter_id, owner_id, start_date, end_date, status,
 		total_amount, currency, expires_at, created_at, updated_at)
 		SELECT ?::text, ?::text, ?::text, ?::text, ?::date, ?::date, ?::text, ?::bigint, ?::text,
-			?::timestamptz, ?::timestamptz, ?::timestamptz FROM l RETURNING id),
+			?::timestamptz, ?::timestamptz, ?::timestamptz FROM l ON CONFLICT DO NOTHING RETURNING id),
 	h AS (INSERT INTO booking_history (id, booking_id, from_status, to_status, cause, source, source_ref, actor_id, created_at)
 		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz FROM b),
 	e AS (INSERT INTO domain_events (id, type, subject_type, subject_id, data, created_at)
@@ -257,12 +263,15 @@ func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBoo
 		sb.WriteString(`) v (id, task_type, payload, process_at, created_at) ON CONFLICT (id) DO NOTHING)`)
 	}
 	sb.WriteString(`
-	SELECT count(*) FROM b`)
-	var n int
+	SELECT (SELECT count(*) FROM b) AS inserted, (SELECT count(*) FROM l) AS held`)
+	var n struct{ Inserted, Held int }
 	if err := Get(ctx, q, &n, sb.String(), args...); err != nil {
 		return false, fmt.Errorf("insert booking: %w", err)
 	}
-	return n == 1, nil
+	if n.Held == 1 && n.Inserted == 0 {
+		return false, portal.WrapError(portal.EOVERLAP, errOverlap, "the dates overlap another booking of this listing")
+	}
+	return n.Inserted == 1, nil
 }
 
 // bookingArgs are a new booking's columns in insertBookingSQL's order.

@@ -34,3 +34,48 @@ func InsertBookingsReadAt(ctx context.Context, db *DB, nbs []NewBooking, price i
 	}
 	return inserted, held, nil
 }
+
+// InsertBookingsIn writes nbs as one batch (insertBookings) in q, planned
+// from their listings as read from db.
+func InsertBookingsIn(ctx context.Context, db *DB, q Queryer, nbs ...NewBooking) (inserted map[string]bool, err error) {
+	var planned []*plannedBooking
+	for i, nb := range nbs {
+		l, err := bookableListing(ctx, db, nb)
+		if err != nil {
+			return nil, err
+		}
+		b, h, ev, err := planNewBooking(l, nb)
+		if err != nil {
+			return nil, err
+		}
+		eArgs, err := eventArgs(ev)
+		if err != nil {
+			return nil, err
+		}
+		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+	}
+	out, err := insertBookings(ctx, q, planned)
+	if err != nil {
+		return nil, err
+	}
+	inserted = map[string]bool{}
+	for id, o := range out {
+		inserted[id] = o.inserted
+	}
+	return inserted, nil
+}
+
+// InsertBookingAloneIn writes nb as CreateBooking does on PostgreSQL
+// (insertBookingIfListingHolds) in q, planned from its listing as read
+// from db.
+func InsertBookingAloneIn(ctx context.Context, db *DB, q Queryer, nb NewBooking) (bool, error) {
+	l, err := bookableListing(ctx, db, nb)
+	if err != nil {
+		return false, err
+	}
+	b, h, ev, err := planNewBooking(l, nb)
+	if err != nil {
+		return false, err
+	}
+	return insertBookingIfListingHolds(ctx, q, l, b, h, ev)
+}
