@@ -110,7 +110,7 @@ func (s *Server) createBooking(c *gin.Context) {
 	if key != "" {
 		id = store.KeyedBookingID(p.UserID, key)
 		// Before the date rules: a retry the next day still finds it.
-		if s.replayBooking(c, id, req, nil) {
+		if s.replayBooking(c, id, req) {
 			return
 		}
 	}
@@ -151,8 +151,10 @@ func (s *Server) createBooking(c *gin.Context) {
 		Outbox: outbox,
 	})
 	if err != nil {
-		// A retry that raced its first attempt finds it now.
-		if key == "" || !s.replayBooking(c, id, req, err) {
+		// A retry that raced its first attempt finds it now, whatever its
+		// own attempt ran into (the overlap with it, its taken ID, a
+		// listing changed since).
+		if key == "" || !s.replayBooking(c, id, req) {
 			renderError(c, err)
 		}
 		return
@@ -170,29 +172,27 @@ func (s *Server) createBooking(c *gin.Context) {
 // booking, and each is answered with it.
 const headerIdempotencyKey = "Idempotency-Key"
 
-// idempotencyKey returns the request's Idempotency-Key ("" if none): 1 to
-// 255 visible ASCII characters.
+// idempotencyKey returns the request's Idempotency-Key ("" if it has none):
+// one header of 1 to 255 visible ASCII characters.
 func idempotencyKey(c *gin.Context) (string, error) {
-	k := c.GetHeader(headerIdempotencyKey)
-	if len(k) > 255 || strings.ContainsFunc(k, func(r rune) bool { return r < '!' || r > '~' }) {
-		return "", &portal.Error{Code: portal.EVALIDATION, Message: "the request has invalid fields",
-			Details: []portal.FieldError{{Field: headerIdempotencyKey, Message: "must be 1 to 255 visible ASCII characters"}}}
+	v := c.Request.Header.Values(headerIdempotencyKey)
+	if len(v) == 0 {
+		return "", nil
 	}
-	return k, nil
+	if len(v) > 1 || v[0] == "" || len(v[0]) > 255 || strings.ContainsFunc(v[0], func(r rune) bool { return r < '!' || r > '~' }) {
+		return "", &portal.Error{Code: portal.EVALIDATION, Message: "the request has invalid fields",
+			Details: []portal.FieldError{{Field: headerIdempotencyKey, Message: "must be one header of 1 to 255 visible ASCII characters"}}}
+	}
+	return v[0], nil
 }
 
 // replayBooking answers a POST /bookings whose Idempotency-Key names a
 // booking that exists (id is store.KeyedBookingID): 201 with the booking as
 // it is now, marked Idempotent-Replayed, if the request asks for its
 // listing and dates, or 422 if the key was used for another request. It
-// reports whether it answered. cause, if set, is the creation's error: only
-// an overlap or a taken ID can mean the booking exists, and otherwise, or
-// with no booking of that ID (the dates overlap somebody else's), the
-// caller answers cause.
-func (s *Server) replayBooking(c *gin.Context, id string, req createBookingRequest, cause error) bool {
-	if code := portal.ErrorCode(cause); cause != nil && code != portal.EOVERLAP && code != portal.EDUPLICATE {
-		return false
-	}
+// reports whether it answered: with no booking of that ID the request goes
+// on (or its creation's error stands).
+func (s *Server) replayBooking(c *gin.Context, id string, req createBookingRequest) bool {
 	b, err := store.GetBooking(c.Request.Context(), s.deps.DB, id)
 	switch {
 	case portal.ErrorCode(err) == portal.ENOTFOUND:

@@ -328,15 +328,16 @@ func TestIdempotentBooking(t *testing.T) {
 			t.Fatalf("concurrent: %d bookings, %d history rows, %d events; want 1 each", b, h, e)
 		}
 
-		// Malformed keys.
-		for _, key := range []string{"has space", strings.Repeat("k", 256)} {
-			r, err := post(renter, key, day(20), day(21))
+		// Malformed keys, an empty one, and two.
+		for _, keys := range [][]string{{"has space"}, {strings.Repeat("k", 256)}, {""}, {"a", "b"}} {
+			hdr := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": keys}
+			r, err := a.tryWith("POST", "/api/v1/bookings", renter.Token, hdr, bookingBody(l.ID, day(20), day(21)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			expect(t, r, http.StatusBadRequest)
 			if e := r.errorBody(t); e.Code != "validation_failed" || len(e.Details) != 1 || e.Details[0].Field != "Idempotency-Key" {
-				t.Fatalf("key %.20q: %+v", key, e)
+				t.Fatalf("keys %.30q: %+v", keys, e)
 			}
 		}
 	})

@@ -162,6 +162,9 @@ func TestCORS(t *testing.T) {
 	if got := w.Header().Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
 		t.Errorf("allowed origin: %q (%d)", got, w.Code)
 	}
+	if got := strings.ToLower(w.Header().Get("Access-Control-Allow-Headers")); !strings.Contains(got, "idempotency-key") {
+		t.Errorf("Access-Control-Allow-Headers %q lacks Idempotency-Key", got)
+	}
 	// A browser client may read where its booking is, and that it was
 	// replayed.
 	w = do(s, "GET", "/health/liveness", "", map[string]string{"Origin": "https://app.example.com"})
