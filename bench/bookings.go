@@ -110,14 +110,14 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 	// for, with requests arriving as independent clients send them.
 	var apiOpen, bareOpen loadStats
 	var apiDisk, bareDisk []time.Duration
-	var diskErr error
+	var apiDiskErr, bareDiskErr error
 	for i := 0; i < rounds && ctx.Err() == nil; i++ {
 		p := startDiskProbe(env.Tmp)
 		apiOpen.add(openLoad(ctx, offered, dur, gen.send(apiT)))
-		p.finish(&apiDisk, &diskErr)
+		p.finish(&apiDisk, &apiDiskErr)
 		p = startDiskProbe(env.Tmp)
 		bareOpen.add(openLoad(ctx, offered, dur, bareSend(bareT)))
-		p.finish(&bareDisk, &diskErr)
+		p.finish(&bareDisk, &bareDiskErr)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -161,8 +161,8 @@ func benchBookings(ctx context.Context, env Env) ([]Row, error) {
 		{Metric: "  most requests in flight; load generator's dispatch lag p99 (counted in the latency)",
 			Value:    fmt.Sprintf("%d; %s", apiOpen.mostInFlight, msPrecise(percentile(apiOpen.lag, 0.99))),
 			Baseline: fmt.Sprintf("bare %d; %s", bareOpen.mostInFlight, msPrecise(percentile(bareOpen.lag, 0.99)))},
-		{Metric: "  the disk meanwhile: 8 kB write + fsync every 10 ms (a stall here stalls every commit)",
-			Value: describeDisk(apiDisk, diskErr), Baseline: "bare " + describeDisk(bareDisk, diskErr)},
+		{Metric: "  the disk meanwhile: " + diskProbeLabel,
+			Value: describeDisk(apiDisk, apiDiskErr), Baseline: "bare " + describeDisk(bareDisk, bareDiskErr)},
 		{Metric: "answers (every 20th request overlaps an earlier booking)", Value: apiRes.answers() +
 			fmt.Sprintf(" (409: %.1f%%)", 100*float64(conflicts)/float64(max(apiRes.n(), 1))), Baseline: "bare " + bareRes.answers()},
 		{Metric: "CPU cores busy during the run", Value: apiUse.cores(), Baseline: bareUse.cores()},

@@ -303,11 +303,17 @@ func (a *activity) finish() string {
 	return strings.Join(parts, " · ")
 }
 
-// diskProbe times an 8 kB write and fsync of a file of its own every 10 ms
-// while a load runs: how long a commit's WAL flush would have waited on the
-// disk meanwhile. This machine's virtual disk stalls now and then for up to
-// a second (iowait 40-50 %, a few MB/s written), and every durable commit
-// waits with it; the probe tells such a stall from a slow program.
+// diskProbe times an 8 kB write and fsync of a file of its own every
+// diskProbeEvery while a load runs: how long a commit's WAL flush would have
+// waited on the disk meanwhile. This machine's virtual disk stalls now and
+// then for up to a second (iowait 40-50 %, a few MB/s written), and every
+// durable commit waits with it; the probe tells such a stall from a slow
+// program. Its own load, 20 fsyncs (160 kB) a second, is small beside the
+// database's (a WAL flush per commit).
+const diskProbeEvery = 50 * time.Millisecond
+
+var diskProbeLabel = fmt.Sprintf("8 kB write + fsync every %s (a stall here stalls every commit)", diskProbeEvery)
+
 type diskProbe struct {
 	once sync.Once
 	stop chan struct{}
@@ -330,7 +336,7 @@ func startDiskProbe(dir string) *diskProbe {
 		defer os.Remove(f.Name())
 		defer f.Close()
 		buf := make([]byte, 8<<10)
-		t := time.NewTicker(10 * time.Millisecond)
+		t := time.NewTicker(diskProbeEvery)
 		defer t.Stop()
 		for {
 			select {

@@ -122,6 +122,6 @@ func (e *endToEnd) run(ctx context.Context, label string, rate float64, n int, w
 			counterDelta(m0, m1, "rentalportal_tasks_processed_total"))},
 		{Metric: "  emails the worker sent meanwhile (SMTP; two per confirmation)", Value: fmt.Sprint(mails)},
 		{Metric: "  CPU cores busy", Value: use.cores()},
-		{Metric: "  the disk meanwhile: 8 kB write + fsync every 10 ms (a stall here stalls every commit)", Value: describeDisk(disk, diskErr)},
+		{Metric: "  the disk meanwhile: " + diskProbeLabel, Value: describeDisk(disk, diskErr)},
 	}, nil
 }
