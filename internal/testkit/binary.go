@@ -3,12 +3,14 @@ package testkit
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,13 +25,18 @@ var (
 )
 
 // Binary builds cmd/rentalportal once per test process and returns the
-// path of the executable.
+// path of the executable. It lives in a directory of the process's own
+// (binDirPrefix + pid) under the temporary directory: RemoveBinary deletes
+// it when the package's tests end (TestMain), and a later test process
+// deletes those of processes that are gone (killed before they could).
+// Each build is about 100 MB; left behind, every `make test` cost that much
+// disk per package that starts the binary.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rentalportal-bin-")
-		if err != nil {
-			buildErr = err
+		removeStaleBinaries()
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d", binDirPrefix, os.Getpid()))
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
 		buildPath = filepath.Join(dir, "rentalportal")
@@ -46,6 +53,31 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// binDirPrefix names the directories of Binary's builds.
+const binDirPrefix = "rentalportal-testbin-"
+
+// RemoveBinary deletes this process's build, if any: call it from the
+// TestMain of a package whose tests use Binary, after m.Run.
+func RemoveBinary() {
+	if buildPath != "" {
+		_ = os.RemoveAll(filepath.Dir(buildPath))
+	}
+}
+
+// removeStaleBinaries deletes the builds of test processes that are gone.
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), binDirPrefix))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // RepoRoot is the directory of go.mod.
