@@ -2,27 +2,39 @@ package store
 
 import "context"
 
+// planAsRead plans nbs as a batch would from their listings as read from
+// db, each listing changed by reprice first (if set).
+func planAsRead(ctx context.Context, db *DB, nbs []NewBooking, reprice func(*listingToBook)) ([]*plannedBooking, error) {
+	var planned []*plannedBooking
+	for i, nb := range nbs {
+		l, err := bookableListing(ctx, db, nb)
+		if err != nil {
+			return nil, err
+		}
+		if reprice != nil {
+			reprice(l)
+		}
+		b, h, ev, err := planNewBooking(l, nb)
+		if err != nil {
+			return nil, err
+		}
+		eArgs, err := eventArgs(ev)
+		if err != nil {
+			return nil, err
+		}
+		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+	}
+	return planned, nil
+}
+
 // InsertBookingsReadAt plans nbs as a batch would from their listings as
 // read, except that each listing is taken to cost price a day (a read that
 // went stale), writes them with insertBookings, and returns, by booking ID,
 // which were written and whose listings held.
 func InsertBookingsReadAt(ctx context.Context, db *DB, nbs []NewBooking, price int64) (inserted, held map[string]bool, err error) {
-	var planned []*plannedBooking
-	for i, nb := range nbs {
-		l, err := bookableListing(ctx, db, nb)
-		if err != nil {
-			return nil, nil, err
-		}
-		l.PricePerDay = price
-		b, h, ev, err := planNewBooking(l, nb)
-		if err != nil {
-			return nil, nil, err
-		}
-		eArgs, err := eventArgs(ev)
-		if err != nil {
-			return nil, nil, err
-		}
-		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+	planned, err := planAsRead(ctx, db, nbs, func(l *listingToBook) { l.PricePerDay = price })
+	if err != nil {
+		return nil, nil, err
 	}
 	out, err := insertBookings(ctx, db, planned)
 	if err != nil {
@@ -38,21 +50,9 @@ func InsertBookingsReadAt(ctx context.Context, db *DB, nbs []NewBooking, price i
 // InsertBookingsIn writes nbs as one batch (insertBookings) in q, planned
 // from their listings as read from db.
 func InsertBookingsIn(ctx context.Context, db *DB, q Queryer, nbs ...NewBooking) (inserted map[string]bool, err error) {
-	var planned []*plannedBooking
-	for i, nb := range nbs {
-		l, err := bookableListing(ctx, db, nb)
-		if err != nil {
-			return nil, err
-		}
-		b, h, ev, err := planNewBooking(l, nb)
-		if err != nil {
-			return nil, err
-		}
-		eArgs, err := eventArgs(ev)
-		if err != nil {
-			return nil, err
-		}
-		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+	planned, err := planAsRead(ctx, db, nbs, nil)
+	if err != nil {
+		return nil, err
 	}
 	out, err := insertBookings(ctx, q, planned)
 	if err != nil {

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"os"
 	"testing"
 
 	"github.com/rentalportal/portal/internal/testkit"
 )
 
-// TestMain removes the binary the tests built (testkit.Binary).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testkit.RemoveBinary()
-	os.Exit(code)
-}
+// TestMain deletes the binary the tests built (testkit.Binary) when they end.
+func TestMain(m *testing.M) { testkit.Main(m) }

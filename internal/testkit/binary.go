@@ -26,8 +26,8 @@ var (
 
 // Binary builds cmd/rentalportal once per test process and returns the
 // path of the executable. It lives in a directory of the process's own
-// (binDirPrefix + pid) under the temporary directory: RemoveBinary deletes
-// it when the package's tests end (TestMain), and a later test process
+// (binDirPrefix + pid) under the temporary directory: Main deletes it when
+// the package's tests end, and a later test process
 // deletes those of processes that are gone (killed before they could).
 // Each build is about 100 MB; left behind, every `make test` cost that much
 // disk per package that starts the binary.
@@ -58,12 +58,14 @@ func Binary(t testing.TB) string {
 // binDirPrefix names the directories of Binary's builds.
 const binDirPrefix = "rentalportal-testbin-"
 
-// RemoveBinary deletes this process's build, if any: call it from the
-// TestMain of a package whose tests use Binary, after m.Run.
-func RemoveBinary() {
+// Main runs the tests of a package whose tests use Binary, then deletes
+// the build: its TestMain is testkit.Main(m).
+func Main(m *testing.M) {
+	code := m.Run()
 	if buildPath != "" {
 		_ = os.RemoveAll(filepath.Dir(buildPath))
 	}
+	os.Exit(code)
 }
 
 // removeStaleBinaries deletes the builds of test processes that are gone.
