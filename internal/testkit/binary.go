@@ -170,7 +170,8 @@ var bannerLink = regexp.MustCompile(`^\s+([A-Za-z ]+?):\s+(https?://\S+)`)
 
 // Start runs `rentalportal <role>` with exactly env (plus PATH, HOME and
 // TMPDIR), waits until it prints its banner, and stops it (SIGTERM, then
-// SIGKILL) when the test ends. Give it HTTP_ADDR=127.0.0.1:0 (and the
+// SIGKILL) when the test ends. It builds the binary (Binary): the package's
+// TestMain should be testkit.Main. Give it HTTP_ADDR=127.0.0.1:0 (and the
 // like) so that tests never collide on ports; the banner says where it
 // listens.
 func Start(t testing.TB, role string, env map[string]string) *Process {
