@@ -185,8 +185,7 @@ type insertOutcome struct{ inserted, held bool }
 // price and currency read; a booking whose listing does not hold, or whose
 // dates overlap one that holds them (in the table or earlier in the batch),
 // or whose ID is taken, is skipped with nothing of it written. The outcome
-// says, by booking ID,
-// which were written and whose listings held.
+// says, by booking ID, which were written and whose listings held.
 func insertBookings(ctx context.Context, q Queryer, planned []*plannedBooking) (map[string]insertOutcome, error) {
 	// Inserted in (listing, start date) order, the order in which concurrent
 	// batches (of this API process and of others) insert theirs too.

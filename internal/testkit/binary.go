@@ -27,10 +27,10 @@ var (
 // Binary builds cmd/rentalportal once per test process and returns the
 // path of the executable. It lives in a directory of the process's own
 // (binDirPrefix + pid) under the temporary directory: Main deletes it when
-// the package's tests end, and a later test process
-// deletes those of processes that are gone (killed before they could).
-// Each build is about 100 MB; left behind, every `make test` cost that much
-// disk per package that starts the binary.
+// the package's tests end, and a later test process deletes those of
+// processes that are gone (killed before they could). Each build is about
+// 100 MB; left behind, every `make test` cost that much disk per package
+// that starts the binary.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
