@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -79,6 +78,19 @@ type plannedBooking struct {
 	evArgs  []any
 }
 
+// planBatched plans nb, booking i of a batch, from its listing as read.
+func planBatched(i int, l *listingToBook, nb NewBooking) (*plannedBooking, error) {
+	b, h, ev, err := planNewBooking(l, nb)
+	if err != nil {
+		return nil, err
+	}
+	eArgs, err := eventArgs(ev)
+	if err != nil {
+		return nil, err
+	}
+	return &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs}, nil
+}
+
 // CreateBookings creates a batch of bookings, each answered as
 // CreateBooking would have answered it alone, in order. On PostgreSQL they
 // share one read of their listings and one statement that writes all the
@@ -128,17 +140,12 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 		if out[i].Err = vetListing(l, nb); out[i].Err != nil {
 			continue
 		}
-		b, h, ev, err := planNewBooking(l, nb)
+		p, err := planBatched(i, l, nb)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
-		eArgs, err := eventArgs(ev)
-		if err != nil {
-			out[i].Err = err
-			continue
-		}
-		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+		planned = append(planned, p)
 	}
 	defer func() {
 		for _, i := range again {
@@ -163,7 +170,7 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 		case o.held:
 			// The listing held at the price read, and the booking was not
 			// written: its dates overlap a booking that holds them.
-			out[p.i].Err = portal.WrapError(portal.EOVERLAP, errOverlap, "the dates overlap another booking of this listing")
+			out[p.i].Err = overlapError(errOverlap)
 		default:
 			// The listing changed since it was read (deleted, deactivated,
 			// repriced): read it again, alone.
@@ -172,11 +179,6 @@ func CreateBookings(ctx context.Context, db *DB, nbs []NewBooking) []CreateResul
 	}
 	return out
 }
-
-// errOverlap is the cause of an EOVERLAP whose insert PostgreSQL skipped
-// (ON CONFLICT DO NOTHING: its dates overlap a booking that holds them, or
-// its ID is taken).
-var errOverlap = errors.New("bookings_no_overlap: the insert was skipped")
 
 type insertOutcome struct{ inserted, held bool }
 

@@ -269,7 +269,7 @@ func insertBookingIfListingHolds(ctx context.Context, q Queryer, l *listingToBoo
 		return false, fmt.Errorf("insert booking: %w", err)
 	}
 	if n.Held == 1 && n.Inserted == 0 {
-		return false, portal.WrapError(portal.EOVERLAP, errOverlap, "the dates overlap another booking of this listing")
+		return false, overlapError(errOverlap)
 	}
 	return n.Inserted == 1, nil
 }

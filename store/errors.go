@@ -40,7 +40,7 @@ func Translate(err error) error {
 			return portal.WrapError(portal.EDUPLICATE, err, "%s already exists", constraintSubject(pg.ConstraintName))
 		case "23P01":
 			if pg.ConstraintName == "bookings_no_overlap" {
-				return portal.WrapError(portal.EOVERLAP, err, "the dates overlap another booking of this listing")
+				return overlapError(err)
 			}
 			return portal.WrapError(portal.ECONFLICT, err, "conflicting row")
 		case "23503":
@@ -64,7 +64,7 @@ func Translate(err error) error {
 			return portal.WrapError(portal.EDUPLICATE, err, "%s already exists", sqliteSubject(se.Error()))
 		case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
 			if strings.Contains(se.Error(), "bookings_no_overlap") {
-				return portal.WrapError(portal.EOVERLAP, err, "the dates overlap another booking of this listing")
+				return overlapError(err)
 			}
 			return portal.WrapError(portal.ECONFLICT, err, "conflicting row")
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
@@ -125,3 +125,14 @@ func sqliteSubject(msg string) string {
 	}
 	return "record"
 }
+
+// overlapError is EOVERLAP with its cause: the database's exclusion
+// violation, the SQLite trigger's error, or errOverlap.
+func overlapError(cause error) error {
+	return portal.WrapError(portal.EOVERLAP, cause, "the dates overlap another booking of this listing")
+}
+
+// errOverlap is the cause of an EOVERLAP whose insert PostgreSQL skipped
+// (ON CONFLICT DO NOTHING: its dates overlap a booking that holds them, or
+// its ID is taken).
+var errOverlap = errors.New("bookings_no_overlap: the insert was skipped")

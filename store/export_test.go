@@ -14,15 +14,11 @@ func planAsRead(ctx context.Context, db *DB, nbs []NewBooking, reprice func(*lis
 		if reprice != nil {
 			reprice(l)
 		}
-		b, h, ev, err := planNewBooking(l, nb)
+		p, err := planBatched(i, l, nb)
 		if err != nil {
 			return nil, err
 		}
-		eArgs, err := eventArgs(ev)
-		if err != nil {
-			return nil, err
-		}
-		planned = append(planned, &plannedBooking{i: i, listing: l, b: b, h: h, evArgs: eArgs})
+		planned = append(planned, p)
 	}
 	return planned, nil
 }
