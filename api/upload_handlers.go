@@ -320,7 +320,7 @@ func (s *Server) completeUpload(c *gin.Context) {
 		// concurrent complete won, or the commit itself was refused) wrote
 		// no outbox row, and its task would thumbnail an upload whose type
 		// and size were never saved.
-		s.deps.Relay.Publish(ctx, msgs...)
+		s.publish(ctx, msgs...)
 	case portal.ErrorCode(err) != portal.ECONFLICT:
 		renderError(c, err)
 		return

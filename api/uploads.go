@@ -422,7 +422,7 @@ func (s *Server) saveUploads(ctx context.Context, uploads ...*store.Upload) erro
 	if err != nil {
 		return err
 	}
-	s.deps.Relay.Publish(ctx, msgs...)
+	s.publish(ctx, msgs...)
 	for _, u := range uploads {
 		s.deps.Log.InfoContext(ctx, "upload stored", "upload_id", u.ID, "owner_id", u.OwnerID, "kind", u.Kind,
 			"content_type", u.ContentType, "size", u.Size, "status", u.Status)
